@@ -1,0 +1,1 @@
+"""One module per ``tfgw`` command; see ``gateway.cli``."""

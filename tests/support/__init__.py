@@ -1,0 +1,1 @@
+"""Shared test helpers: ports, processes and small SavedModels built in the tests."""
