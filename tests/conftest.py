@@ -12,4 +12,4 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["support.servers"]

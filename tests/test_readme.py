@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETUP_COMMAND = "python3.11 -m venv .venv && .venv/bin/pip install -e '.[server]' && .venv/bin/tfgw demo"
+SETUP_COMMAND = (
+    "python3.11 -m venv .venv && .venv/bin/pip install -e '.[server]' && .venv/bin/tfgw demo"
+)
 TEST_COMMAND = (
     "python3.11 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
 )
