@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+DESCRIPTION = "Serve TensorFlow SavedModels to gRPC and REST/JSON clients."
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.commands.serve", "model server + gateway in one process (local use)"),
     "modelserver": ("gateway.commands.modelserver", "embedded TF-Serving-compatible gRPC server"),
@@ -32,20 +33,32 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tfgw", description=__doc__.splitlines()[0])
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first word that is one), if any."""
+    return next((arg for arg in argv if arg in COMMANDS), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tfgw`` parser; only the chosen command's module is imported and configured.
+
+    With ``argv=None`` every command is configured (for ``--help`` listings and tests).
+    """
+    chosen = None if argv is None else _chosen_command(argv)
+    parser = _Parser(prog="tfgw", description=DESCRIPTION)
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(command_parser)
-        command_parser.set_defaults(_run=module.run)
+        if chosen is None or name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure(command_parser)
+            command_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
