@@ -1,0 +1,348 @@
+"""The transport-free core: JSON body in, JSON body out, one backend behind it.
+
+``Service`` resolves a :class:`ModelRef`, looks the signature up in a metadata cache
+(GetModelMetadata once per model+version, refreshed when the answering version changes or
+the entry ages), decodes with ``gateway.codec``, calls the backend (directly or through the
+optional batcher) and encodes the answer. HTTP concerns (paths, headers, status codes)
+stay in ``gateway.http``; gRPC concerns stay in ``gateway.backend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway import codec
+from gateway.backend import Backend
+from gateway.config import GatewayConfig
+from gateway.errors import Code, DeadlineExceeded, GatewayError, InvalidInput
+from gateway.metrics import Metrics
+from gateway.openapi import ModelEntry
+from gateway.pb import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+    types_pb2,
+)
+from gateway.signatures import Signature, select_signature, signatures_from_metadata
+from gateway.tensors import to_ndarray, to_tensor_proto
+
+__all__ = ["MetadataCache", "ModelEntry", "ModelRef", "Service", "now"]
+
+log = logging.getLogger(__name__)
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+now = time.monotonic
+"""The clock deadlines are measured on (``asyncio``'s default loop clock too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which servable: a model name plus an optional version number or label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    def fill(self, spec: model_pb2.ModelSpec, signature_name: str | None = None) -> None:
+        spec.name = self.name
+        if self.version is not None:
+            spec.version.value = self.version
+        elif self.label is not None:
+            spec.version_label = self.label
+        if signature_name:
+            spec.signature_name = signature_name
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (on :func:`now`); raises once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - now()
+    if left <= 0:
+        raise DeadlineExceeded("deadline exceeded")
+    return left
+
+
+@dataclass(slots=True)
+class _Entry:
+    signatures: dict[str, Signature]
+    version: int | None
+    fetched: float
+
+
+class MetadataCache:
+    """Signatures per :class:`ModelRef`; one GetModelMetadata in flight per key.
+
+    A pinned version's signatures never change, so its entry lives until evicted; entries
+    for "latest" or a label are dropped when a predict is answered by another version and
+    refetched after ``ttl`` seconds (while the stale entry keeps serving).
+    """
+
+    def __init__(self, fetch: Callable[[ModelRef, float | None], Any], ttl: float) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._entries: dict[ModelRef, _Entry] = {}
+        self._pending: dict[ModelRef, asyncio.Future[_Entry]] = {}
+
+    async def get(self, ref: ModelRef, deadline: float | None) -> _Entry:
+        entry = self._entries.get(ref)
+        if entry is not None:
+            if ref.version is None and now() - entry.fetched > self._ttl:
+                self._refresh_in_background(ref)
+            return entry
+        return await self._load(ref, deadline)
+
+    def put(self, ref: ModelRef, entry: _Entry) -> None:
+        self._entries[ref] = entry
+
+    def peek(self, ref: ModelRef) -> _Entry | None:
+        return self._entries.get(ref)
+
+    def note_answer(self, ref: ModelRef, version: int | None) -> None:
+        """A predict for ``ref`` was answered by ``version``: drop a stale entry."""
+        entry = self._entries.get(ref)
+        if entry is not None and version is not None and entry.version != version:
+            del self._entries[ref]
+
+    def invalidate(self, name: str) -> None:
+        for ref in [r for r in self._entries if r.name == name]:
+            del self._entries[ref]
+
+    async def _load(self, ref: ModelRef, deadline: float | None) -> _Entry:
+        pending = self._pending.get(ref)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_entry(ref, deadline))
+            self._pending[ref] = pending
+            pending.add_done_callback(lambda _f: self._pending.pop(ref, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch_entry(self, ref: ModelRef, deadline: float | None) -> _Entry:
+        response = await self._fetch(ref, deadline)
+        entry = _entry_from_metadata(response)
+        self._entries[ref] = entry
+        return entry
+
+    def _refresh_in_background(self, ref: ModelRef) -> None:
+        if ref in self._pending:
+            return
+        self._entries[ref].fetched = now()  # one refresh per ttl, even if it fails
+        task = asyncio.ensure_future(self._load(ref, now() + 10.0))
+        task.add_done_callback(_log_refresh_failure)
+
+
+def _log_refresh_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("metadata refresh failed: %s", task.exception())
+
+
+def _entry_from_metadata(resp: get_model_metadata_pb2.GetModelMetadataResponse) -> _Entry:
+    version = resp.model_spec.version.value if resp.model_spec.HasField("version") else None
+    return _Entry(signatures_from_metadata(resp), version, now())
+
+
+_DATATYPES = {
+    "float32": types_pb2.DT_FLOAT, "float64": types_pb2.DT_DOUBLE,
+    "float16": types_pb2.DT_HALF, "bfloat16": types_pb2.DT_BFLOAT16,
+    "int8": types_pb2.DT_INT8, "int16": types_pb2.DT_INT16, "int32": types_pb2.DT_INT32,
+    "int64": types_pb2.DT_INT64, "uint8": types_pb2.DT_UINT8, "uint16": types_pb2.DT_UINT16,
+    "uint32": types_pb2.DT_UINT32, "uint64": types_pb2.DT_UINT64, "bool": types_pb2.DT_BOOL,
+    "complex64": types_pb2.DT_COMPLEX64, "complex128": types_pb2.DT_COMPLEX128,
+    "object": types_pb2.DT_STRING,
+}
+
+
+def datatype_of(array: np.ndarray, hint: int | None = None) -> int:
+    """The DataType to send ``array`` as: the signature's dtype, else from numpy's."""
+    if hint is not None:
+        return hint
+    try:
+        return _DATATYPES[array.dtype.name]
+    except KeyError:
+        raise InvalidInput(f"cannot send numpy dtype {array.dtype} to the backend") from None
+
+
+class Service:
+    """Predict/classify/regress/status/metadata for the HTTP edge; bodies are JSON bytes."""
+
+    def __init__(
+        self, backend: Backend, config: GatewayConfig, metrics: Metrics | None = None
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.cache = MetadataCache(self._fetch_metadata, config.metadata_ttl)
+        self._known: dict[str, None] = dict.fromkeys(config.known_models())
+        self.batcher: Any = self._make_batcher() if config.batching else None
+
+    # -- models -----------------------------------------------------------------------
+    @property
+    def known_models(self) -> tuple[str, ...]:
+        return tuple(self._known)
+
+    def is_known(self, name: str) -> bool:
+        """``name`` is a model this gateway knows (configured or answered before)."""
+        return name in self._known
+
+    def learn(self, name: str) -> None:
+        self._known.setdefault(name, None)
+
+    def default_model(self) -> str | None:
+        if self.config.default_model:
+            return self.config.default_model
+        return self.known_models[0] if len(self._known) == 1 else None
+
+    async def list_models(self, timeout: float = 5.0) -> list[ModelEntry]:
+        """One entry per known model (latest version); unreachable ones are left out."""
+        entries = []
+        for name in self.known_models:
+            try:
+                entry = await self.cache.get(ModelRef(name), now() + timeout)
+            except GatewayError as exc:
+                log.info("model %s left out of the model list: %s", name, exc.message)
+                continue
+            entries.append(ModelEntry(name=name, version=entry.version,
+                                      signatures=entry.signatures))
+        return entries
+
+    async def ready(self, timeout: float = 2.0) -> tuple[bool, str]:
+        """Backend reachable and at least one known model AVAILABLE."""
+        if not self._known:
+            return False, "no model names known (pass --model or --model-config-file)"
+        errors = []
+        for name in self.known_models:
+            try:
+                status = await self._status(ModelRef(name), now() + timeout)
+            except GatewayError as exc:
+                errors.append(f"{name}: {exc.message}")
+                continue
+            if any(v.state == AVAILABLE for v in status.model_version_status):
+                return True, f"model {name} is available"
+            errors.append(f"{name}: no version AVAILABLE")
+        return False, "; ".join(errors)
+
+    # -- predict ----------------------------------------------------------------------
+    async def predict(
+        self, ref: ModelRef, body: bytes, *, keyed: bool, deadline: float | None,
+        signature_name: str | None = None,
+    ) -> bytes:
+        """``{"instances"|"inputs"}`` → ``{"predictions"|"outputs"}`` JSON.
+
+        ``signature_name`` is the route's choice (tfdeploy's ``/{signature}/predict``); one
+        in the body wins over it.
+        """
+        parsed = codec.read_predict_body(body)
+        entry = await self.cache.get(ref, deadline)
+        signature = select_signature(entry.signatures, parsed.signature_name or signature_name)
+        arrays = codec.decode_predict_inputs(
+            parsed, signature, max_instances=self.config.max_instances
+        )
+        if self.batcher is not None and parsed.row:
+            outputs = await self.batcher.submit(ref, signature.name, arrays, deadline)
+        else:
+            outputs = await self.send(ref, signature.name, arrays, remaining(deadline))
+        self.learn(ref.name)
+        return codec.encode_predict_response(outputs, row=parsed.row, keyed=keyed)
+
+    async def send(
+        self, ref: ModelRef, signature_name: str, arrays: Mapping[str, np.ndarray],
+        timeout: float | None,
+    ) -> dict[str, np.ndarray]:
+        """One Predict call: arrays in, arrays out (the batcher's ``send``)."""
+        entry = self.cache.peek(ref)
+        sig = entry.signatures.get(signature_name) if entry else None
+        request = predict_pb2.PredictRequest()
+        ref.fill(request.model_spec, signature_name)
+        for alias, array in arrays.items():
+            spec = sig.inputs.get(alias) if sig else None
+            tensor = to_tensor_proto(array, datatype_of(array, spec.dtype if spec else None))
+            request.inputs[alias].CopyFrom(tensor)
+        response = await self._call("Predict", request, timeout)
+        if response.model_spec.HasField("version"):
+            self.cache.note_answer(ref, response.model_spec.version.value)
+        return {alias: to_ndarray(t) for alias, t in response.outputs.items()}
+
+    # -- classify / regress -----------------------------------------------------------
+    async def classify(self, ref: ModelRef, body: bytes, *, deadline: float | None) -> bytes:
+        signature_name, inputs = codec.read_examples_body(body)
+        request = classification_pb2.ClassificationRequest(input=inputs)
+        ref.fill(request.model_spec, signature_name)
+        response = await self._call("Classify", request, remaining(deadline))
+        self.learn(ref.name)
+        return codec.encode_classify_response(response)
+
+    async def regress(self, ref: ModelRef, body: bytes, *, deadline: float | None) -> bytes:
+        signature_name, inputs = codec.read_examples_body(body)
+        request = regression_pb2.RegressionRequest(input=inputs)
+        ref.fill(request.model_spec, signature_name)
+        response = await self._call("Regress", request, remaining(deadline))
+        self.learn(ref.name)
+        return codec.encode_regress_response(response)
+
+    # -- status / metadata ------------------------------------------------------------
+    async def model_status(self, ref: ModelRef, *, deadline: float | None) -> bytes:
+        response = await self._status(ref, deadline)
+        self.learn(ref.name)
+        return codec.encode_model_status(response)
+
+    async def model_metadata(self, ref: ModelRef, *, deadline: float | None) -> bytes:
+        response = await self._fetch_metadata(ref, deadline)
+        self.cache.put(ref, _entry_from_metadata(response))
+        self.learn(ref.name)
+        return codec.encode_model_metadata(response)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.aclose()
+        await self.backend.close()
+
+    # -- internals --------------------------------------------------------------------
+    async def _status(
+        self, ref: ModelRef, deadline: float | None
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        ref.fill(request.model_spec)
+        response = await self._call("GetModelStatus", request, remaining(deadline))
+        if ref.version is None and ref.label is None:
+            available = [v.version for v in response.model_version_status
+                         if v.state == AVAILABLE]
+            if available:  # "latest" moved: drop the cached signatures of the old one
+                self.cache.note_answer(ref, max(available))
+        return response
+
+    async def _fetch_metadata(
+        self, ref: ModelRef, deadline: float | None
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        ref.fill(request.model_spec)
+        self.metrics.metadata_fetches.labels(ref.name).inc()
+        return await self._call("GetModelMetadata", request, remaining(deadline))
+
+    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        started = now()
+        try:
+            return await self.backend.call(method, request, timeout)
+        except GatewayError as exc:
+            self.metrics.backend_errors.labels(method, exc.code.name).inc()
+            if exc.code == Code.NOT_FOUND and method == "Predict":
+                self.cache.invalidate(request.model_spec.name)
+            raise
+        finally:
+            self.metrics.backend_call(method).observe(now() - started)
+
+    def _make_batcher(self) -> Any:
+        try:
+            from gateway.batching import Batcher
+        except ImportError:
+            log.warning("batching requested but gateway.batching is not available; off")
+            return None
+        return Batcher(self.send, max_size=self.config.batch_max_size,
+                       timeout_ms=self.config.batch_timeout_ms, metrics=self.metrics)

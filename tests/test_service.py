@@ -1,0 +1,141 @@
+"""``gateway.service``: model refs, the metadata cache, model listing, default model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from support.gateway_app import FakeBackend
+
+from gateway.backend import Backend
+from gateway.config import GatewayConfig
+from gateway.errors import InvalidInput
+from gateway.openapi import ModelEntry
+from gateway.pb import model_pb2, types_pb2
+from gateway.service import ModelRef, Service, datatype_of
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBackend]:
+    backend = FakeBackend()
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+@pytest.fixture
+async def make_service(fake: FakeBackend) -> AsyncIterator:
+    made: list[Service] = []
+
+    def make(**overrides: object) -> Service:
+        overrides.setdefault("models", ("half", "multi"))
+        config = GatewayConfig.from_env({}, backends=(fake.target,), **overrides)
+        made.append(Service(Backend(config.backends), config))
+        return made[-1]
+
+    yield make
+    for service in made:
+        await service.close()
+
+
+def test_model_ref_fills_spec() -> None:
+    spec = model_pb2.ModelSpec()
+    ModelRef("m", version=3).fill(spec, "sig")
+    assert (spec.name, spec.version.value, spec.signature_name) == ("m", 3, "sig")
+    spec = model_pb2.ModelSpec()
+    ModelRef("m", label="canary").fill(spec)
+    assert spec.WhichOneof("version_choice") == "version_label"
+    assert spec.version_label == "canary"
+    spec = model_pb2.ModelSpec()
+    ModelRef("m").fill(spec)
+    assert spec.WhichOneof("version_choice") is None
+
+
+def test_datatype_of() -> None:
+    assert datatype_of(np.zeros(2, np.float32)) == types_pb2.DT_FLOAT
+    assert datatype_of(np.zeros(2, np.uint8)) == types_pb2.DT_UINT8
+    assert datatype_of(np.array([b"a"], dtype=object)) == types_pb2.DT_STRING
+    assert datatype_of(np.zeros(2, np.float32), types_pb2.DT_HALF) == types_pb2.DT_HALF
+    with pytest.raises(InvalidInput):
+        datatype_of(np.zeros(2, "datetime64[s]"))
+
+
+async def test_concurrent_cold_requests_fetch_metadata_once(
+    make_service, fake: FakeBackend
+) -> None:
+    service = make_service()
+    body = b'{"instances": [1.0]}'
+    answers = await asyncio.gather(
+        *(service.predict(ModelRef("half"), body, keyed=False, deadline=None) for _ in range(10))
+    )
+    assert set(answers) == {b'{"predictions":[3.5]}'}
+    assert fake.calls["GetModelMetadata"] == 1
+    assert fake.calls["Predict"] == 10
+
+
+async def test_pinned_versions_cached_separately(make_service, fake: FakeBackend) -> None:
+    service = make_service()
+    body = b'{"instances": [1.0]}'
+    for _ in range(3):
+        await service.predict(ModelRef("half", version=1), body, keyed=False, deadline=None)
+        await service.predict(ModelRef("half", label="canary"), body, keyed=False,
+                              deadline=None)
+    assert fake.calls["GetModelMetadata"] == 2
+
+
+async def test_stale_entry_refreshed_in_background(make_service, fake: FakeBackend) -> None:
+    service = make_service(metadata_ttl=0.0)
+    body = b'{"instances": [1.0]}'
+    await service.predict(ModelRef("half"), body, keyed=False, deadline=None)
+    await service.predict(ModelRef("half"), body, keyed=False, deadline=None)
+    for _ in range(100):
+        if fake.calls["GetModelMetadata"] >= 2:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.calls["GetModelMetadata"] >= 2
+
+
+async def test_list_models_and_default(make_service) -> None:
+    service = make_service(models=("half", "multi", "ghost"))
+    entries = await service.list_models()
+    assert [(e.name, e.version) for e in entries] == [("half", 2), ("multi", 1)]
+    assert all(isinstance(e, ModelEntry) for e in entries)
+    assert set(entries[1].signatures["serving_default"].inputs) == {"a", "b"}
+    assert service.default_model() is None
+    assert make_service(models=("half",)).default_model() == "half"
+    assert make_service(default_model="multi").default_model() == "multi"
+
+
+async def test_names_seen_in_requests_are_learned(make_service) -> None:
+    service = make_service(models=())
+    assert service.known_models == ()
+    await service.model_status(ModelRef("half"), deadline=None)
+    assert service.known_models == ("half",)
+    assert await service.ready() == (True, "model half is available")
+
+
+async def test_expired_deadline_fails_before_backend(make_service, fake: FakeBackend) -> None:
+    from gateway.errors import DeadlineExceeded
+    from gateway.service import now
+
+    service = make_service()
+    with pytest.raises(DeadlineExceeded):
+        await service.model_status(ModelRef("half"), deadline=now() - 1)
+    assert fake.calls["GetModelStatus"] == 0
+
+
+async def test_status_showing_a_new_latest_version_drops_cached_metadata(
+    make_service, fake: FakeBackend
+) -> None:
+    service = make_service()
+    await service.predict(ModelRef("half"), b'{"instances": [1.0]}', keyed=False, deadline=None)
+    assert service.cache.peek(ModelRef("half")).version == 2
+    await service.ready()
+    assert service.cache.peek(ModelRef("half")) is not None
+    fake.models["half"].versions[3] = lambda a: {"y": a["x"]}
+    await service.ready()
+    assert service.cache.peek(ModelRef("half")) is None
