@@ -1,0 +1,54 @@
+"""``tfgw gateway`` with a differently tuned batcher, to measure the batching policy.
+
+The shipped batcher sends a batch at once while no batch for its key is in flight
+(``eager_inflight=1``); ``--eager-inflight 0`` always holds a batch's first request for
+``--batch-timeout-ms`` (timer/size only), ``2`` lets two batches overlap. Otherwise the
+same flags as ``tfgw gateway``; the report's optional ``gateway-timer`` target runs it
+with ``--eager-inflight 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gateway.batching import Batcher
+from gateway.cli import build_parser
+from gateway.commands.gateway import start_gateway
+from gateway.config import GatewayConfig
+from gateway.http.keys import SERVICE_KEY
+
+
+async def _main(config: GatewayConfig, eager_inflight: int) -> int:
+    server = await start_gateway(config)
+    service = server.app[SERVICE_KEY]
+    service.batcher = Batcher(service.send, max_size=config.batch_max_size,
+                              timeout_ms=config.batch_timeout_ms, metrics=service.metrics,
+                              eager_inflight=eager_inflight)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    eager = 0
+    if "--eager-inflight" in argv:
+        at = argv.index("--eager-inflight")
+        eager = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2:]
+    args = build_parser().parse_args(["gateway", *argv])
+    return asyncio.run(_main(GatewayConfig.from_args(args), eager))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
