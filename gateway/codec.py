@@ -38,6 +38,7 @@ from gateway.codec_values import (
     is_object,
     json_type,
     parse_json,
+    parse_request_object,
     short_json,
     utf8,
 )
@@ -83,15 +84,7 @@ class PredictBody:
 
 def read_predict_body(body: bytes) -> PredictBody:
     """Validate the top level: an object with ``instances`` XOR ``inputs``."""
-    doc = parse_json(body)
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"JSON Value: {short_json(doc)} Is not object")
-    signature_name = doc.get("signature_name")
-    if "signature_name" in doc and not isinstance(signature_name, str):
-        raise InvalidInput(
-            f"JSON Value: {short_json(signature_name)} not formatted correctly. "
-            "'signature_name' key must be a string value."
-        )
+    doc, signature_name = parse_request_object(body)
     has_rows, has_cols = "instances" in doc, "inputs" in doc
     if has_rows and has_cols:
         raise InvalidInput(

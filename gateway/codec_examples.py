@@ -18,8 +18,7 @@ from gateway.codec_values import (
     is_b64,
     json_tokens,
     json_type,
-    parse_json,
-    short_json,
+    parse_request_object,
     utf8,
 )
 from gateway.errors import InvalidInput
@@ -33,15 +32,7 @@ _I64 = np.iinfo(np.int64)
 
 def read_examples_body(body: bytes) -> tuple[str | None, input_pb2.Input]:
     """``{"signature_name"?, "context"?, "examples": [...]}`` -> ``Input`` (as TF Serving)."""
-    doc = parse_json(body)
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"JSON Value: {short_json(doc)} Is not object")
-    signature_name = doc.get("signature_name")
-    if "signature_name" in doc and not isinstance(signature_name, str):
-        raise InvalidInput(
-            f"JSON Value: {short_json(signature_name)} not formatted correctly. "
-            "'signature_name' key must be a string value."
-        )
+    doc, signature_name = parse_request_object(body)
     result = input_pb2.Input()
     context = None
     if "context" in doc:

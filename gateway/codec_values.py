@@ -33,6 +33,7 @@ __all__ = [
     "nest_tokens",
     "non_finite_text",
     "parse_json",
+    "parse_request_object",
     "short_json",
     "utf8",
 ]
@@ -51,6 +52,20 @@ def parse_json(body: bytes) -> Any:
         if b"NaN" in body or b"Infinity" in body:
             return _parse_non_finite(body)
         raise InvalidInput(f"JSON Parse error: {exc}") from None
+
+
+def parse_request_object(body: bytes) -> tuple[dict[str, Any], str | None]:
+    """A request body that must be a JSON object, and its optional ``signature_name``."""
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"JSON Value: {short_json(doc)} Is not object")
+    signature_name = doc.get("signature_name")
+    if "signature_name" in doc and not isinstance(signature_name, str):
+        raise InvalidInput(
+            f"JSON Value: {short_json(signature_name)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return doc, signature_name
 
 
 def _parse_non_finite(body: bytes) -> Any:
