@@ -10,15 +10,17 @@ lazily (publishing already requires the ``server`` extra).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from gateway import codec
 from gateway.errors import InvalidInput
-from gateway.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
+from gateway.pb import predict_pb2
+from gateway.signatures import DEFAULT_SIGNATURE, Signature
+from gateway.tensors import to_tensor_proto
 
 __all__ = ["WARMUP_FILE", "load_warmup_bodies", "prediction_logs", "write_warmup"]
 
@@ -45,75 +47,43 @@ def load_warmup_bodies(path: str | Path) -> list[dict[str, Any]]:
     return bodies
 
 
-def _leaf(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, list):
-        return [_leaf(v) for v in value]
-    return value
-
-
-def _array(values: Any, spec: TensorSpec) -> Any:
-    import numpy as np
-    import tensorflow as tf
-
-    dtype = tf.dtypes.as_dtype(spec.dtype)
-    try:
-        if dtype == tf.string:
-            return np.array(_leaf(values), dtype=object)
-        return np.asarray(values, dtype=dtype.as_numpy_dtype)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"warmup input {spec.alias!r}: {exc}") from None
-
-
-def _columns(body: Mapping[str, Any], sig: Signature) -> dict[str, Any]:
-    """Input alias -> values (row format: batched over the instances)."""
-    aliases = list(sig.inputs)
-    if "inputs" in body:
-        data = body["inputs"]
-        return dict(data) if isinstance(data, dict) else {aliases[0]: data}
-    instances = body["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise InvalidInput("warmup 'instances' must be a non-empty list")
-    keyed = all(isinstance(i, dict) and set(i) != {"b64"} for i in instances)
-    if len(aliases) == 1 and not keyed:
-        return {aliases[0]: instances}
-    if not keyed:
-        raise InvalidInput(f"warmup instances must be objects keyed by {aliases}")
-    keys = set().union(*instances)
-    return {a: [i.get(a) for i in instances] for a in keys}
-
-
 def prediction_logs(
     bodies: Sequence[Mapping[str, Any]], signatures: Mapping[str, Signature], model_name: str
 ) -> list[bytes]:
-    """Serialized official ``PredictionLog``s, one per body, validated against signatures."""
-    import tensorflow as tf
+    """Serialized official ``PredictionLog``s, one per body, decoded by the gateway's codec.
+
+    The same JSON rules as a live request apply (``gateway.codec``); the project's
+    ``PredictRequest`` is wire-identical to the official one, so its bytes are the log's
+    ``predict_log.request``.
+    """
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = []
-    for body in bodies:
-        name = body.get("signature_name") or DEFAULT_SIGNATURE
-        if name not in signatures:
-            raise InvalidInput(f"warmup: no signature {name!r} (have {sorted(signatures)})")
-        sig = signatures[name]
-        columns = _columns(body, sig)
-        unknown = set(columns) - set(sig.inputs)
-        missing = set(sig.inputs) - set(columns)
-        if unknown or missing:
-            raise InvalidInput(f"warmup: unknown inputs {sorted(unknown)}, "
-                               f"missing inputs {sorted(missing)}")
+    for index, body in enumerate(bodies):
+        try:
+            request = _predict_request(body, signatures, model_name)
+        except InvalidInput as exc:
+            raise InvalidInput(f"warmup request {index}: {exc.message}") from None
         log = prediction_log_pb2.PredictionLog()
-        request = log.predict_log.request
-        request.model_spec.name = model_name
-        request.model_spec.signature_name = name
-        for alias, values in columns.items():
-            array = _array(values, sig.inputs[alias])
-            request.inputs[alias].CopyFrom(tf.make_tensor_proto(array))
+        log.predict_log.request.ParseFromString(request.SerializeToString())
         records.append(log.SerializeToString())
     return records
+
+
+def _predict_request(
+    body: Mapping[str, Any], signatures: Mapping[str, Signature], model_name: str
+) -> predict_pb2.PredictRequest:
+    parsed = codec.read_predict_body(orjson.dumps(body))
+    name = parsed.signature_name or DEFAULT_SIGNATURE
+    if name not in signatures:
+        raise InvalidInput(f"no signature {name!r} (have {sorted(signatures)})")
+    sig = signatures[name]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = name
+    for alias, array in codec.decode_predict_inputs(parsed, sig).items():
+        request.inputs[alias].CopyFrom(to_tensor_proto(array, sig.inputs[alias].dtype))
+    return request
 
 
 def write_warmup(directory: Path, records: Sequence[bytes]) -> Path:

@@ -211,9 +211,9 @@ def test_warmup_records_are_prediction_logs(tiny_model: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"instances": [{"z": 1.0}]}, "unknown inputs"),
-    ({"instances": ["a"]}, "warmup input 'x'"),
-    ({"signature_name": "nope", "instances": [1.0]}, "no signature 'nope'"),
+    ({"instances": [{"z": 1.0}]}, "warmup request 0: .*unknown input.*z.*missing input.*x"),
+    ({"instances": ["a"]}, "warmup request 0: .*input 'x'.*not of expected type: DT_FLOAT"),
+    ({"signature_name": "nope", "instances": [1.0]}, "warmup request 0: no signature 'nope'"),
     ({"instances": [1.0], "inputs": [1.0]}, "exactly one of"),
 ])
 def test_bad_warmup_refused(tiny_model: Path, tmp_path: Path, body: Any, message: str) -> None:
