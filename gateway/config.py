@@ -54,6 +54,7 @@ class GatewayConfig:
     gzip_min_bytes: int = 1024
     batch_max_size: int = 0
     batch_timeout_ms: float = 2.0
+    batch_models: Mapping[str, tuple[int, float]] = field(default_factory=dict)
     predict_route: str | None = None
     health_route: str | None = None
     shutdown_grace: float = 10.0
@@ -61,7 +62,12 @@ class GatewayConfig:
 
     @property
     def batching(self) -> bool:
-        return self.batch_max_size > 1
+        """Whether any model is batched (globally or by a per-model setting)."""
+        return self.batch_max_size > 1 or any(m > 1 for m, _ in self.batch_models.values())
+
+    def batch_setting(self, model: str) -> tuple[int, float]:
+        """``(max_size, timeout_ms)`` for ``model``: its own setting, else the global one."""
+        return self.batch_models.get(model, (self.batch_max_size, self.batch_timeout_ms))
 
     def known_models(self) -> tuple[str, ...]:
         names = list(self.models)
@@ -89,6 +95,8 @@ class GatewayConfig:
         for key in ("backends", "models", "cors_origins"):
             if key in overrides:
                 overrides[key] = _split_list(overrides[key])
+        if "batch_models" in overrides:
+            overrides["batch_models"] = parse_batch_models(overrides["batch_models"])
         token_file = getattr(args, "token_file", None)
         if token_file:
             overrides["tokens"] = read_tokens(token_file)
@@ -136,6 +144,28 @@ def parse_duration(text: str) -> float:
     return value
 
 
+def parse_batch_models(value: str | Sequence[str]) -> dict[str, tuple[int, float]]:
+    """``NAME=MAX[:TIMEOUT_MS]`` items (comma list or repeated) → per-model batch settings.
+
+    ``MAX`` of 0 or 1 turns batching off for that model; the timeout defaults to 2 ms.
+    """
+    settings: dict[str, tuple[int, float]] = {}
+    for item in _split_list(value):
+        name, sep, spec = item.partition("=")
+        size, _, timeout = spec.partition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            settings[name] = (int(size), float(timeout) if timeout else 2.0)
+        except ValueError:
+            raise ValueError(
+                f"bad per-model batch setting {item!r}: use NAME=MAX_SIZE[:TIMEOUT_MS]"
+            ) from None
+        if settings[name][0] < 0 or settings[name][1] < 0:
+            raise ValueError(f"bad per-model batch setting {item!r}: negative value")
+    return settings
+
+
 def _split_list(value: str | Sequence[str]) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else list(value)
     return tuple(p.strip() for item in items for p in item.split(",") if p.strip())
@@ -164,6 +194,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "TFGW_METADATA_TTL": ("metadata_ttl", float),
     "TFGW_BATCH_MAX_SIZE": ("batch_max_size", int),
     "TFGW_BATCH_TIMEOUT_MS": ("batch_timeout_ms", float),
+    "TFGW_BATCH_MODELS": ("batch_models", parse_batch_models),
     "AIP_HTTP_PORT": ("port", int),
     "AIP_PREDICT_ROUTE": ("predict_route", str),
     "AIP_HEALTH_ROUTE": ("health_route", str),
@@ -217,6 +248,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool = False) -> No
                         help="batch concurrent predict requests up to this many (default off)")
     parser.add_argument("--batch-timeout-ms", type=float, default=None,
                         help="longest wait to fill a batch (default 2 ms)")
+    parser.add_argument("--batch-model", dest="batch_models", action="append", default=None,
+                        metavar="NAME=MAX[:MS]",
+                        help="per-model batching, overriding --batch-max-size/--batch-timeout-ms"
+                        " (repeatable; MAX 0 turns it off for that model)")
     if not serve:
         parser.add_argument("--backend-tls", action="store_true", default=None,
                             help="use TLS to the backend")

@@ -339,10 +339,13 @@ class Service:
             self.metrics.backend_call(method).observe(now() - started)
 
     def _make_batcher(self) -> Any:
-        try:
-            from gateway.batching import Batcher
-        except ImportError:
-            log.warning("batching requested but gateway.batching is not available; off")
-            return None
-        return Batcher(self.send, max_size=self.config.batch_max_size,
-                       timeout_ms=self.config.batch_timeout_ms, metrics=self.metrics)
+        from gateway.batching import Batcher, BatchPolicy
+
+        config = self.config
+
+        def policy(ref: ModelRef, _signature_name: str) -> BatchPolicy | None:
+            max_size, timeout_ms = config.batch_setting(ref.name)
+            return BatchPolicy(max_size, timeout_ms) if max_size > 1 else None
+
+        return Batcher(self.send, max_size=max(config.batch_max_size, 1),
+                       timeout_ms=config.batch_timeout_ms, metrics=self.metrics, policy=policy)
