@@ -160,10 +160,12 @@ class SchemaRegistry:
             return self.any_rank(spec, output=output)
         dims = spec.shape[1:] if drop_batch and spec.shape else spec.shape
         schema = _leaf_schema(spec, output=output)
-        for dim in reversed(dims):
+        for depth, dim in enumerate(reversed(dims)):
             schema = {"type": "array", "items": schema}
             if dim >= 0:
                 schema |= {"minItems": dim, "maxItems": dim}
+            elif depth > 0:  # an empty list here would lose the inner dims' rank
+                schema |= {"minItems": 1}
         note = {"description": f"{spec.dtype_name}, tensor shape {shape_text(spec)}"}
         return {"allOf": [schema], **note} if "$ref" in schema else schema | note
 

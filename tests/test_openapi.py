@@ -238,6 +238,8 @@ def test_shapes_nest_and_bound_known_dims(doc: dict[str, Any]) -> None:
         {"instances": [[["0.5"] * 8] * 8]},
         {"signature_name": "other", "instances": [row]},
         {"inputs": [[0.5] * 8] * 8},                # columnar keeps the batch dim
+        {"inputs": []},                             # [] would lose the inner dims
+        {"inputs": {"image": []}},
     ):
         assert not _is_valid(doc, schema, bad), bad
 
