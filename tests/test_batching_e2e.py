@@ -16,12 +16,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
 from support.gateway_app import make_gateway
-from support.servers import (  # noqa: F401 - fixtures
-    MODEL_NAMES,
-    model_base,
-    models_config,
-    modelserver_port,
-)
+from support.servers import MODEL_NAMES
 
 from gateway.batching import Batcher
 from gateway.http.keys import SERVICE_KEY
@@ -35,12 +30,12 @@ async def gateway_client(port: int, aiohttp_client: Any, **overrides: Any) -> Te
 
 
 @pytest.fixture
-async def plain(modelserver_port: int, aiohttp_client: Any) -> TestClient:  # noqa: F811
+async def plain(modelserver_port: int, aiohttp_client: Any) -> TestClient:
     return await gateway_client(modelserver_port, aiohttp_client)
 
 
 @pytest.fixture
-async def batched(modelserver_port: int, aiohttp_client: Any) -> TestClient:  # noqa: F811
+async def batched(modelserver_port: int, aiohttp_client: Any) -> TestClient:
     return await gateway_client(modelserver_port, aiohttp_client, batch_max_size=64)
 
 
