@@ -23,11 +23,13 @@ COPY --from=build /opt/tfgw /opt/tfgw
 ENV PATH=/opt/tfgw/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    TFGW_BACKEND=tfserving:8500
+    TFGW_BACKEND=tfserving:8500 \
+    TFGW_PORT=8080
 USER 10001:10001
 EXPOSE 8080
+# The port comes from the environment (TFGW_PORT, or AIP_HTTP_PORT on Vertex AI, which wins).
 # Slim images have no curl: probe /healthz with the standard library.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
-ENTRYPOINT ["/bin/sh", "-c", "exec tfgw gateway --backend \"$TFGW_BACKEND\" --host 0.0.0.0 --port 8080 \"$@\"", "tfgw"]
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('AIP_HTTP_PORT') or os.environ.get('TFGW_PORT', '8080'); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2)"]
+ENTRYPOINT ["/bin/sh", "-c", "exec tfgw gateway --backend \"$TFGW_BACKEND\" --host 0.0.0.0 \"$@\"", "tfgw"]
 CMD []

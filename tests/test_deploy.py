@@ -313,7 +313,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck(dockerfile) -> None:
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(user)
     assert _one(final, "EXPOSE") == "8080"
     healthcheck = _one(final, "HEALTHCHECK")
-    assert "127.0.0.1:8080/healthz" in healthcheck and "curl" not in healthcheck
+    assert "127.0.0.1:{port}/healthz" in healthcheck and "curl" not in healthcheck
 
 
 def test_dockerfile_installs_no_tensorflow(dockerfile) -> None:
@@ -335,15 +335,19 @@ def test_dockerfile_healthcheck_command_hits_healthz(dockerfile, http_server) ->
     port, routes = http_server
     command = json.loads(_one(_final_stage(dockerfile), "HEALTHCHECK").split("CMD", 1)[1])
     assert command[:2] == ["python", "-c"]
-    probe = command[2].replace(":8080/", f":{port}/")
-    assert _run([sys.executable, "-c", probe]).returncode == 1  # no /healthz yet: 404
+    probe = command[2]
+    env = {"PATH": "/usr/bin:/bin", "TFGW_PORT": str(port)}
+    assert _run([sys.executable, "-c", probe], env=env).returncode == 1  # no /healthz: 404
     routes["/healthz"] = (200, '{"status": "ok"}')
-    assert _run([sys.executable, "-c", probe]).returncode == 0
+    assert _run([sys.executable, "-c", probe], env=env).returncode == 0
+    vertex = {**env, "TFGW_PORT": "1", "AIP_HTTP_PORT": str(port)}  # Vertex AI's port wins
+    assert _run([sys.executable, "-c", probe], env=vertex).returncode == 0
 
 
 def test_dockerfile_entrypoint_runs_tfgw_gateway(dockerfile, tmp_path: Path) -> None:
     """Run the real ENTRYPOINT with a stand-in ``tfgw`` that prints its arguments."""
     entrypoint = json.loads(_one(_final_stage(dockerfile), "ENTRYPOINT"))
+    assert "TFGW_PORT=8080" in _one(_final_stage(dockerfile), "ENV")  # port via env: AIP wins
     fake = tmp_path / "tfgw"
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     fake.chmod(0o755)
@@ -356,8 +360,6 @@ def test_dockerfile_entrypoint_runs_tfgw_gateway(dockerfile, tmp_path: Path) -> 
         "dns:///tfserving:8500",
         "--host",
         "0.0.0.0",
-        "--port",
-        "8080",
         "--model",
         "digits",
     ]
