@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
         config = GatewayConfig.from_args(args)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    from gateway.http.memory import tune_malloc
+    from gateway.http.memory import limit_arenas
 
-    tune_malloc()  # TF-free process: large request buffers go back to the OS when freed
+    limit_arenas()  # before gRPC starts its threads: flatter RSS (gateway.http.memory)
     try:
         return asyncio.run(_main(config))
     except OSError as exc:

@@ -16,6 +16,7 @@ from aiohttp import web, web_protocol
 from gateway.config import GatewayConfig
 from gateway.docs import docs_routes
 from gateway.http.keys import CONFIG_KEY, METRICS_KEY, SERVICE_KEY
+from gateway.http.memory import Trimmer
 from gateway.http.middlewares import build_middlewares
 from gateway.http.routes import api_routes
 from gateway.service import Service
@@ -30,8 +31,9 @@ HANDLER_ARGS: dict[str, Any] = {
 
 def create_app(config: GatewayConfig, service: Service) -> web.Application:
     """The gateway's aiohttp application (routes, middlewares, docs, cleanup)."""
+    trimmer = Trimmer()  # gives large requests' memory back to the OS after they finish
     app = web.Application(
-        middlewares=build_middlewares(config, service.metrics),  # type: ignore[arg-type]
+        middlewares=build_middlewares(config, service.metrics, trimmer),  # type: ignore[arg-type]
         client_max_size=config.max_body_bytes,
         handler_args=HANDLER_ARGS,
     )
@@ -41,6 +43,11 @@ def create_app(config: GatewayConfig, service: Service) -> web.Application:
     app.add_routes(api_routes(config))
     app.add_routes(_docs_routes(service))
     app.cleanup_ctx.append(_close_service)
+
+    async def close_trimmer(_app: web.Application) -> None:
+        trimmer.close()
+
+    app.on_cleanup.append(close_trimmer)
     return app
 
 

@@ -50,9 +50,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
                         headers=headers)
 
 
-def build_middlewares(config: GatewayConfig, metrics: Metrics) -> list[object]:
+def build_middlewares(config: GatewayConfig, metrics: Metrics,
+                      trimmer: Trimmer | None = None) -> list[object]:
     public = UNAUTHENTICATED_PATHS | ({config.health_route} if config.health_route else set())
-    chain: list[object] = [_observe(metrics, config.access_log, Trimmer())]
+    chain: list[object] = [_observe(metrics, config.access_log, trimmer or Trimmer())]
     if config.cors_origins:
         chain.append(_cors(frozenset(config.cors_origins)))
     chain += [_compress(config.gzip_min_bytes), _errors]
