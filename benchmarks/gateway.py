@@ -25,17 +25,9 @@ TARGETS = ("grpc", "naive", "gateway")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts (seconds)")
-    parser.add_argument("--out", type=Path, help="output directory (default "
-                        "benchmarks/results; for --smoke a temporary directory)")
+    harness.add_run_arguments(parser, rounds=3)
     parser.add_argument("--batches", default="1,32,256", help="comma-separated batch sizes")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
-    parser.add_argument("--max-requests", type=int, default=100_000, help="cap per run")
-    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
-    parser.add_argument("--model-dir", type=Path, help="reuse this MNIST-shaped SavedModel")
     args = parser.parse_args(argv)
     if args.smoke:
         args.batches, args.concurrency, args.rounds = "1,32", 2, 1

@@ -10,6 +10,7 @@ in a separate process (``benchmarks/loadgen.py``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
@@ -366,6 +367,19 @@ def machine_note() -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (f"{os.cpu_count()} CPUs, load average {load[0]:.2f} at the end, "
             f"Python {sys.version.split()[0]}, {stamp}")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, rounds: int) -> None:
+    """Flags every gateway benchmark shares: output, run length, load, model."""
+    parser.add_argument("--smoke", action="store_true", help="tiny counts (seconds)")
+    parser.add_argument("--out", type=Path, help="output directory (default "
+                        "benchmarks/results; for --smoke a temporary directory)")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--max-requests", type=int, default=100_000, help="cap per run")
+    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--model-dir", type=Path, help="reuse this MNIST-shaped SavedModel")
 
 
 def default_out(smoke: bool) -> Path:

@@ -40,20 +40,12 @@ def update_readme(path: Path, table: str) -> bool:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts (seconds)")
-    parser.add_argument("--out", type=Path, help="output directory (default "
-                        "benchmarks/results; for --smoke a temporary directory)")
+    harness.add_run_arguments(parser, rounds=2)
     parser.add_argument("--concurrency", default="1,8,32", help="batch-1 concurrency levels")
     parser.add_argument("--big-batches", default="32,256", help="larger batch sizes")
     parser.add_argument("--big-concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
-    parser.add_argument("--max-requests", type=int, default=100_000, help="cap per run")
-    parser.add_argument("--clients", type=int, default=1, help="load-generator processes")
     parser.add_argument("--batch-max-size", type=int, default=256)
     parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
-    parser.add_argument("--model-dir", type=Path, help="reuse this MNIST-shaped SavedModel")
     parser.add_argument("--variants", default="", help="also measure batcher variants, "
                         "e.g. 0,2: eager_inflight values (benchmarks/variant_gateway.py)")
     parser.add_argument("--readme", type=Path, help="also put table.md into this file "
