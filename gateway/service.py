@@ -272,20 +272,25 @@ class Service:
 
     # -- classify / regress -----------------------------------------------------------
     async def classify(self, ref: ModelRef, body: bytes, *, deadline: float | None) -> bytes:
-        signature_name, inputs = codec.read_examples_body(body)
-        request = classification_pb2.ClassificationRequest(input=inputs)
-        ref.fill(request.model_spec, signature_name)
-        response = await self._call("Classify", request, remaining(deadline))
-        self.learn(ref.name)
+        request = classification_pb2.ClassificationRequest()
+        response = await self._examples_call("Classify", request, ref, body, deadline)
         return codec.encode_classify_response(response)
 
     async def regress(self, ref: ModelRef, body: bytes, *, deadline: float | None) -> bytes:
-        signature_name, inputs = codec.read_examples_body(body)
-        request = regression_pb2.RegressionRequest(input=inputs)
-        ref.fill(request.model_spec, signature_name)
-        response = await self._call("Regress", request, remaining(deadline))
-        self.learn(ref.name)
+        request = regression_pb2.RegressionRequest()
+        response = await self._examples_call("Regress", request, ref, body, deadline)
         return codec.encode_regress_response(response)
+
+    async def _examples_call(
+        self, method: str, request: Any, ref: ModelRef, body: bytes, deadline: float | None
+    ) -> Any:
+        """Fill a Classify/Regress ``request`` from an ``{"examples": ...}`` body and call."""
+        signature_name, inputs = codec.read_examples_body(body)
+        request.input.CopyFrom(inputs)
+        ref.fill(request.model_spec, signature_name)
+        response = await self._call(method, request, remaining(deadline))
+        self.learn(ref.name)
+        return response
 
     # -- status / metadata ------------------------------------------------------------
     async def model_status(self, ref: ModelRef, *, deadline: float | None) -> bytes:
