@@ -164,8 +164,8 @@ class SchemaRegistry:
             schema = {"type": "array", "items": schema}
             if dim >= 0:
                 schema |= {"minItems": dim, "maxItems": dim}
-            elif depth > 0:  # an empty list here would lose the inner dims' rank
-                schema |= {"minItems": 1}
+            elif depth > 0 and not output:  # a request's [] would lose the inner dims
+                schema |= {"minItems": 1}  # (an answer with 0 rows is legitimately [])
         note = {"description": f"{spec.dtype_name}, tensor shape {shape_text(spec)}"}
         return {"allOf": [schema], **note} if "$ref" in schema else schema | note
 

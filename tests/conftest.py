@@ -13,3 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 pytest_plugins = ["support.servers"]
+
+# Property tests explore freely on developer machines; under CI they replay the same
+# examples every run, so a landing is judged on the code, not on the draw.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -218,6 +218,13 @@ def test_output_strings_are_b64_only_for_bytes_aliases(doc: dict[str, Any]) -> N
     assert not _is_valid(doc, schema, {"predictions": [{"label": "a", "embedding_bytes": "AA"}]})
 
 
+def test_an_answer_with_zero_rows_is_valid(doc: dict[str, Any]) -> None:
+    """Requests may not send ``[]`` for a [-1, 2] input, but a 0-row answer prints as ``[]``."""
+    schema = _response_schema(doc, "/v1/models/classifier:predict")
+    assert _is_valid(doc, schema, {"outputs": {"classes": [], "scores": []}})
+    assert _is_valid(doc, schema, {"outputs": {"classes": [["a", "b"]], "scores": [[0.1, 0.9]]}})
+
+
 def test_shapes_nest_and_bound_known_dims(doc: dict[str, Any]) -> None:
     instance = doc["components"]["schemas"]["digits.serving_default.Instance"]
     bare = instance["anyOf"][0]
