@@ -58,6 +58,7 @@ class ModelSlot:
     versions: dict[int, VersionSlot] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     removed: bool = False
+    reconciled: bool = False  # its base path has been scanned (and loaded) at least once
 
     @property
     def name(self) -> str:
@@ -66,6 +67,12 @@ class ModelSlot:
     def available(self) -> list[VersionSlot]:
         found = [s for s in self.versions.values() if s.state == State.AVAILABLE]
         return sorted(found, key=lambda s: s.version, reverse=True)
+
+    def loading(self) -> bool:
+        """Not scanned yet, or a version is on its way in (START/LOADING)."""
+        return not self.reconciled or any(
+            s.state in (State.START, State.LOADING) for s in self.versions.values()
+        )
 
 
 def _load_sync(path: Path, version: int) -> LoadedVersion:
@@ -132,6 +139,7 @@ class ModelManager:
                 for version_slot in list(slot.versions.values()):
                     if version_slot.version not in aspired and version_slot.loaded is not None:
                         await self._unload(slot, version_slot)
+            slot.reconciled = True
 
     @staticmethod
     def _forget_vanished_failures(slot: ModelSlot, on_disk: dict[int, Path]) -> None:
@@ -208,6 +216,12 @@ class ModelManager:
         for version_slot in candidates:
             if version is None or version_slot.version == version:
                 return slot, version_slot  # type: ignore[return-value]
+        if version is None and slot is not None and not candidates and slot.loading():
+            # TF Serving accepts no connection before its models load, so its clients see
+            # UNAVAILABLE then; we listen earlier (health reports NOT_SERVING) and say so.
+            raise GatewayError(
+                f"Servable not available yet: {request} is still loading", Code.UNAVAILABLE
+            )
         raise NotFound(f"Servable not found for request: {request}")
 
     @contextlib.contextmanager
