@@ -18,13 +18,9 @@ from gateway.service import ModelRef, Service, datatype_of
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeBackend]:
-    backend = FakeBackend()
-    await backend.start()
-    try:
-        yield backend
-    finally:
-        await backend.stop()
+def fake(fake_backend: FakeBackend) -> FakeBackend:
+    """The shared gRPC double from ``support.gateway_app`` (started and stopped there)."""
+    return fake_backend
 
 
 @pytest.fixture
