@@ -4,10 +4,12 @@ This module decodes ``:predict`` bodies; it also re-exports the rest of the code
 (``codec_output``: responses, status, metadata, errors; ``codec_examples``: classify and
 regress) so callers import everything from ``gateway.codec``.
 
-Requests: one ``orjson`` parse, then one ``np.array(..., dtype)`` per input. A few
-``memchr`` scans of the raw body prove that no string, ``true``/``false`` or ``null``
-can hide among the numbers; when that proof fails, or numpy refuses the data, a strict
-walker re-reads the value to accept it or name the exact problem.
+Requests: dense numeric inputs take ``gateway.codec_fast`` (simdjson straight into
+numpy, no Python object per number). Everything else, and every error, takes the strict
+path: one ``orjson`` parse, then one ``np.array(..., dtype)`` per input. A few ``memchr``
+scans of the raw body prove that no string, ``true``/``false`` or ``null`` can hide among
+the numbers; when that proof fails, or numpy refuses the data, a strict walker re-reads
+the value to accept it or name the exact problem.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway import codec_fast
 from gateway.codec_examples import (
     encode_classify_response,
     encode_regress_response,
@@ -72,18 +75,42 @@ _MAX_RANK = 64
 _F64_MAX_INT = int(np.finfo(np.float64).max)
 
 
-@dataclass
-class PredictBody:
-    """A ``:predict`` body after top-level validation; ``data`` is instances or inputs."""
+_UNPARSED: Any = object()
 
-    signature_name: str | None
-    row: bool
-    data: Any
-    raw: bytes
+
+class PredictBody:
+    """A ``:predict`` body after top-level validation; ``data`` is instances or inputs.
+
+    A body the fast path took holds its simdjson view in ``fast``; ``data`` (Python
+    objects) is then only parsed if the strict path is needed after all.
+    """
+
+    __slots__ = ("_data", "fast", "raw", "row", "signature_name")
+
+    def __init__(self, signature_name: str | None, row: bool, data: Any, raw: bytes,
+                 fast: codec_fast.FastBody | None = None) -> None:
+        self.signature_name = signature_name
+        self.row = row
+        self.raw = raw
+        self.fast = fast
+        self._data = data
+
+    @property
+    def data(self) -> Any:
+        if self._data is _UNPARSED:
+            self._data = _read_strict(self.raw).data
+        return self._data
 
 
 def read_predict_body(body: bytes) -> PredictBody:
     """Validate the top level: an object with ``instances`` XOR ``inputs``."""
+    fast = codec_fast.parse(body)
+    if fast is not None:
+        return PredictBody(fast.signature_name, fast.row, _UNPARSED, body, fast)
+    return _read_strict(body)
+
+
+def _read_strict(body: bytes) -> PredictBody:
     doc, signature_name = parse_request_object(body)
     has_rows, has_cols = "instances" in doc, "inputs" in doc
     if has_rows and has_cols:
@@ -175,17 +202,27 @@ def decode_predict_inputs(
     """One array per signature input (dtype from the signature), or a precise 400."""
     if not signature.inputs:
         raise InvalidInput(f"Failed to get input map for signature: {signature.name}")
-    ctx = _Context(body, signature)
-    try:
-        if body.row:
-            arrays = _decode_rows(ctx, max_instances)
-        else:
-            arrays = _decode_columns(ctx, max_instances)
-    except RecursionError:
-        raise InvalidInput("JSON value nested too deeply") from None
+    fast, body.fast = body.fast, None  # the simdjson view is released once used
+    arrays = codec_fast.decode(fast, signature, max_instances) if fast else None
+    if arrays is not None and not body.row:
+        _check_column_batch(signature, arrays, max_instances)
+    if arrays is None:
+        arrays = _decode_strict(body, signature, max_instances)
     for alias, array in arrays.items():
         _check_shape(signature, signature.inputs[alias], array)
     return arrays
+
+
+def _decode_strict(
+    body: PredictBody, signature: Signature, max_instances: int | None
+) -> dict[str, np.ndarray]:
+    ctx = _Context(body, signature)
+    try:
+        if body.row:
+            return _decode_rows(ctx, max_instances)
+        return _decode_columns(ctx, max_instances)
+    except RecursionError:
+        raise InvalidInput("JSON value nested too deeply") from None
 
 
 def _decode_rows(ctx: _Context, max_instances: int | None) -> dict[str, np.ndarray]:
