@@ -1,4 +1,4 @@
-"""Gateway benchmark (issue 5): tfgw gateway vs direct gRPC vs the naive gateway.
+"""Gateway benchmark (issue 5): tfgw gateway vs direct gRPC, the naive and the floor gateway.
 
 Throughput and p50/p99 at batch 1/32/256 of 784-float instances, concurrency 4 by
 default, the three targets interleaved against one ``tfgw modelserver`` with the
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness, summary
 
-TARGETS = ("grpc", "naive", "gateway")
+TARGETS = ("grpc", "naive", "floor", "gateway")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

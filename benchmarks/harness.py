@@ -44,12 +44,13 @@ __all__ = [
 MODEL = "mnist"
 PREDICT_PATH = f"/v1/models/{MODEL}:predict"
 START_TIMEOUT = 180.0
-TARGETS = ("grpc", "naive", "gateway", "gateway-batched")
+TARGETS = ("grpc", "naive", "floor", "gateway", "gateway-batched")
 LABELS = {
     "grpc": "direct gRPC (official stub)",
     "naive": "naive gateway (aiohttp+json+tf)",
     "gateway": "tfgw gateway",
     "gateway-batched": "tfgw gateway, batching",
+    "floor": "floor gateway (aiohttp+orjson+grpc.aio, no checks)",
     "gateway-eager0": "tfgw gateway, timer-only batching",
     "gateway-eager2": "tfgw gateway, batching, 2 eager batches",
 }
@@ -123,9 +124,9 @@ class Stack:
         if name == "grpc":
             return Target(name, "grpc", backend)
         port = free_port()
-        if name == "naive":
-            argv = [str(REPO_ROOT / "benchmarks" / "naive_gateway.py"), "--backend", backend,
-                    "--port", str(port)]
+        if name in ("naive", "floor"):
+            script = REPO_ROOT / "benchmarks" / f"{name}_gateway.py"
+            argv = [str(script), "--backend", backend, "--port", str(port)]
         else:
             flags = ["--backend", backend, "--host", "127.0.0.1", "--port", str(port),
                      "--model", MODEL]

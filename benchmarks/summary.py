@@ -109,6 +109,12 @@ def gateway_targets(rows: Sequence[Row], startup: Mapping[str, float | None],
             checks.append(_check(
                 f"throughput ≥ 0.9× direct gRPC at batch 1, concurrency {row['concurrency']}",
                 _ratio(row, direct, "rps"), 0.9, at_least=True))
+    for row in rows:  # how much of the gap is the project's code, not the transport
+        floor = _find(rows, "floor", row["batch"], row["concurrency"])
+        if row["target"] == gateway and row["batch"] == 1 and floor is not None:
+            checks.append(_check(
+                f"throughput ≥ 0.9× the floor gateway at batch 1, concurrency "
+                f"{row['concurrency']}", _ratio(row, floor, "rps"), 0.9, at_least=True))
     mem = memory.get(gateway, {})
     checks.append(_check("gateway RSS ≤ 80 MB (after start-up)", mem.get("start_rss_mb"), 80,
                          at_least=False, unit="MB"))

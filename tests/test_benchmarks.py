@@ -1,7 +1,7 @@
 """The benchmark scripts run end to end in smoke mode so they cannot rot.
 
 Each smoke run starts a real ``tfgw modelserver``, the real gateways (project, and the
-naive one for comparison) and a load-generator process, with tiny counts. Assertions are
+naive and floor ones for comparison) and a load-generator process, with tiny counts. Assertions are
 about the artefacts (every target × cell measured without errors, files written), never
 about speed. Plus the target arithmetic of ``benchmarks/summary.py`` on fixed rows.
 """
@@ -52,7 +52,7 @@ def test_gateway_benchmark_smoke(mnist_dir: Path, tmp_path: Path, capsys) -> Non
     code = gateway_bench.main(["--smoke", "--out", str(tmp_path), "--model-dir", str(mnist_dir)])
     assert code == 0
     rows = read_rows(tmp_path / "gateway.csv")
-    assert_measured(rows, {"grpc", "naive", "gateway"}, {(1, 2), (32, 2)})
+    assert_measured(rows, {"grpc", "naive", "floor", "gateway"}, {(1, 2), (32, 2)})
     table = (tmp_path / "gateway.md").read_text()
     assert "start-up to first answer" in table and "tfgw gateway" in table
     assert table.strip() in capsys.readouterr().out
@@ -106,6 +106,7 @@ def test_gateway_targets_use_cpu_and_throughput_ratios() -> None:
     rows = [
         row("naive", 32, 4, 100, 0, 0, cpu=6.0), row("gateway", 32, 4, 300, 0, 0, cpu=1.5),
         row("grpc", 1, 4, 1000, 0, 0), row("gateway", 1, 4, 950, 0, 0, cpu=0.5),
+        row("floor", 1, 4, 1200, 0, 0, cpu=0.4),
     ]
     checks = {goal: (measured, met) for goal, measured, met in summary.gateway_targets(
         rows, {"gateway": 1.5}, {"gateway": {"start_rss_mb": 60.0, "rss_mb": 95.0}})}
@@ -113,6 +114,8 @@ def test_gateway_targets_use_cpu_and_throughput_ratios() -> None:
     assert checks["throughput ≥ 2.5× naive at batch 32"] == ("3.00×", True)
     assert checks["throughput ≥ 3.0× naive at batch 256"] == ("not measured", None)
     assert checks["throughput ≥ 0.9× direct gRPC at batch 1, concurrency 4"] == ("0.95×", True)
+    assert checks["throughput ≥ 0.9× the floor gateway at batch 1, concurrency 4"] == (
+        "0.79×", False)
     assert checks["gateway RSS ≤ 80 MB (after start-up)"] == ("60.00 MB", True)
     assert checks["gateway RSS ≤ 80 MB (after the run)"] == ("95.00 MB", False)
     assert checks["start-up to first answer ≤ 1 s"] == ("1.50 s", False)
