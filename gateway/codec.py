@@ -48,7 +48,7 @@ from gateway.codec_values import (
 from gateway.errors import InvalidInput
 from gateway.pb import types_pb2
 from gateway.signatures import Signature, TensorSpec
-from gateway.tensors import dtype_name, numpy_dtype
+from gateway.tensors import FLOAT_TYPES, INT_TYPES, dtype_name, numpy_dtype
 
 __all__ = [
     "PredictBody",
@@ -66,11 +66,6 @@ __all__ = [
 ]
 
 DT = types_pb2.DataType
-_FLOATS = frozenset({DT.DT_FLOAT, DT.DT_DOUBLE, DT.DT_HALF, DT.DT_BFLOAT16})
-_INTS = frozenset({
-    DT.DT_INT8, DT.DT_INT16, DT.DT_INT32, DT.DT_INT64,
-    DT.DT_UINT8, DT.DT_UINT16, DT.DT_UINT32, DT.DT_UINT64,
-})
 _MAX_RANK = 64
 _F64_MAX_INT = int(np.finfo(np.float64).max)
 
@@ -400,7 +395,7 @@ def _fast_array(ctx: _Context, spec: TensorSpec, value: Any) -> np.ndarray | Non
     if dtype == DT.DT_STRING or is_object(value):
         return None
     try:
-        if dtype in _FLOATS:
+        if dtype in FLOAT_TYPES:
             if not ctx.numbers_only():
                 return None
             with np.errstate(over="ignore"):
@@ -413,7 +408,7 @@ def _fast_array(ctx: _Context, spec: TensorSpec, value: Any) -> np.ndarray | Non
         return None
     if dtype == DT.DT_BOOL:
         return inferred if inferred.dtype == np.bool_ else None
-    if dtype in _INTS and inferred.dtype.kind in "iu" and not ctx.scan.literals:
+    if dtype in INT_TYPES and inferred.dtype.kind in "iu" and not ctx.scan.literals:
         target = numpy_dtype(dtype)
         if inferred.size:
             info = np.iinfo(target)
@@ -441,7 +436,7 @@ def _leaves_to_array(
         array = np.empty(len(leaves), dtype=object)
         array[:] = leaves
         return array.reshape(shape)
-    if spec.dtype in _FLOATS:
+    if spec.dtype in FLOAT_TYPES:
         with np.errstate(over="ignore"):
             array = np.array(leaves, dtype=np.float64).astype(target)
         if spec.dtype != DT.DT_DOUBLE and np.isinf(array).any():
@@ -492,9 +487,9 @@ def _strict_leaves(value: Any, spec: TensorSpec) -> tuple[list[Any], tuple[int, 
 
 def _leaf_converter(dtype: int) -> Callable[[Any], Any]:
     name = dtype_name(dtype)
-    if dtype in _FLOATS:
+    if dtype in FLOAT_TYPES:
         return functools.partial(_float_leaf, name=name)
-    if dtype in _INTS:
+    if dtype in INT_TYPES:
         info = np.iinfo(numpy_dtype(dtype))
         return functools.partial(_int_leaf, name=name, lo=int(info.min), hi=int(info.max))
     if dtype == DT.DT_BOOL:

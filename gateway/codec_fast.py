@@ -23,7 +23,7 @@ count, so that case falls back too.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 from gateway.errors import GatewayError
 from gateway.pb import types_pb2
 from gateway.signatures import Signature, TensorSpec
-from gateway.tensors import numpy_dtype
+from gateway.tensors import FLOAT_TYPES, INT_TYPES, numpy_dtype
 
 try:  # a hard dependency; without it (an exotic platform) every body takes the strict path
     import simdjson
@@ -42,10 +42,9 @@ except ImportError:  # pragma: no cover
 __all__ = ["FastBody", "decode", "parse"]
 
 DT = types_pb2.DataType
-_FLOATS = frozenset({DT.DT_FLOAT, DT.DT_DOUBLE, DT.DT_HALF, DT.DT_BFLOAT16})
-_NUMERIC = _FLOATS | {DT.DT_INT8, DT.DT_INT16, DT.DT_INT32, DT.DT_INT64,
-                      DT.DT_UINT8, DT.DT_UINT16, DT.DT_UINT32, DT.DT_UINT64}
+_NUMERIC = FLOAT_TYPES | INT_TYPES
 _KEYS = ("instances", "inputs")
+_SOURCE = {"d": np.float64, "i": np.int64, "u": np.uint64}  # numpy type per as_buffer type
 _MIN_INNER = 4
 """Innermost lists shorter than this are left to the strict path (walking one proxy per
 list would cost about as much as converting its numbers)."""
@@ -117,15 +116,8 @@ def _rows(instances: Any, inputs: Mapping[str, TensorSpec],
             return None
         for alias, column in columns.items():
             column.append(item[alias])
-    arrays: dict[str, np.ndarray] = {}
-    lists = 1  # the instances list itself
-    for alias, column in columns.items():
-        found = _stack(column, inputs[alias])
-        if found is None:
-            return None
-        arrays[alias], count = found
-        lists += count
-    return arrays, lists
+    stacked = ((alias, _stack(column, inputs[alias])) for alias, column in columns.items())
+    return _gather(stacked, lists=1)  # the instances list itself
 
 
 def _columns(data: Any, inputs: Mapping[str, TensorSpec]) -> Found | None:
@@ -133,15 +125,8 @@ def _columns(data: Any, inputs: Mapping[str, TensorSpec]) -> Found | None:
         return _single(data, inputs)
     if not _same_keys(data, inputs):
         return None
-    arrays: dict[str, np.ndarray] = {}
-    lists = 0
-    for alias, spec in inputs.items():
-        found = _array(data[alias], spec)
-        if found is None:
-            return None
-        arrays[alias], count = found
-        lists += count
-    return arrays, lists
+    return _gather(((alias, _array(data[alias], spec)) for alias, spec in inputs.items()),
+                   lists=0)
 
 
 def _single(value: Any, inputs: Mapping[str, TensorSpec]) -> Found | None:
@@ -149,8 +134,19 @@ def _single(value: Any, inputs: Mapping[str, TensorSpec]) -> Found | None:
     if len(inputs) != 1:
         return None
     alias, spec = next(iter(inputs.items()))
-    found = _array(value, spec)
-    return None if found is None else ({alias: found[0]}, found[1])
+    return _gather([(alias, _array(value, spec))], lists=0)
+
+
+def _gather(found: Iterable[tuple[str, tuple[np.ndarray, int] | None]],
+            lists: int) -> Found | None:
+    """Arrays by alias plus their summed list count; ``None`` as soon as one is missing."""
+    arrays: dict[str, np.ndarray] = {}
+    for alias, item in found:
+        if item is None:
+            return None
+        arrays[alias], count = item
+        lists += count
+    return arrays, lists
 
 
 def _array(value: Any, spec: TensorSpec) -> tuple[np.ndarray, int] | None:
@@ -209,7 +205,7 @@ def _list_count(shape: tuple[int, ...]) -> int:
 
 
 def _buffer_type(dtype: int) -> str:
-    if dtype in _FLOATS:
+    if dtype in FLOAT_TYPES:
         return "d"
     return "u" if dtype == DT.DT_UINT64 else "i"
 
@@ -217,13 +213,13 @@ def _buffer_type(dtype: int) -> str:
 def _numbers(buffers: list[Any], shape: tuple[int, ...], spec: TensorSpec) -> np.ndarray | None:
     """The flat buffers cast to ``spec.dtype``; ``None`` if a value would not survive."""
     dtype = spec.dtype
-    source = np.float64 if dtype in _FLOATS else np.uint64 if dtype == DT.DT_UINT64 else np.int64
+    source = _SOURCE[_buffer_type(dtype)]
     raw = buffers[0] if len(buffers) == 1 else b"".join(buffers)
     flat = np.frombuffer(raw, dtype=source)
     if flat.size != math.prod(shape):
         return None  # a list nested inside an innermost list
     target = numpy_dtype(dtype)
-    if dtype in _FLOATS:
+    if dtype in FLOAT_TYPES:
         with np.errstate(over="ignore"):
             array = flat.astype(target)
         if dtype != DT.DT_DOUBLE and np.isinf(array).any():

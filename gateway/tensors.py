@@ -16,9 +16,15 @@ import numpy as np
 from gateway.errors import InvalidInput
 from gateway.pb import tensor_pb2, tensor_shape_pb2, types_pb2
 
-__all__ = ["dtype_name", "numpy_dtype", "to_ndarray", "to_tensor_proto"]
+__all__ = ["FLOAT_TYPES", "INT_TYPES", "dtype_name", "numpy_dtype", "to_ndarray",
+           "to_tensor_proto"]
 
 DT = types_pb2.DataType
+FLOAT_TYPES = frozenset({DT.DT_FLOAT, DT.DT_DOUBLE, DT.DT_HALF, DT.DT_BFLOAT16})
+INT_TYPES = frozenset({
+    DT.DT_INT8, DT.DT_INT16, DT.DT_INT32, DT.DT_INT64,
+    DT.DT_UINT8, DT.DT_UINT16, DT.DT_UINT32, DT.DT_UINT64,
+})
 
 _NUMPY: dict[int, str] = {
     DT.DT_FLOAT: "<f4",
