@@ -28,21 +28,50 @@ def test_malloc_trim_is_safe_to_call() -> None:
     assert memory.malloc_trim() in (True, False)
 
 
+def _answer(trimmer: Trimmer, *sizes: int) -> None:
+    """Requests with these body sizes start together, then finish in order."""
+    for _ in sizes:
+        trimmer.started()
+    for size in sizes:
+        trimmer.finished(size)
+
+
 async def test_small_bodies_never_trim() -> None:
-    trimmer = Trimmer(interval=0.0, delay=0.0)
-    for size in (0, 1, LARGE_BODY_BYTES - 1):
-        trimmer.note(size)
+    trimmer = Trimmer(interval=0.0, idle_gap=0.0)
+    _answer(trimmer, 0, 1, LARGE_BODY_BYTES - 1)
     await asyncio.sleep(0.05)
     assert trimmer.trims == 0
 
 
-async def test_large_bodies_coalesce_into_one_trim_per_interval() -> None:
-    trimmer = Trimmer(interval=60.0, delay=0.0)
-    for _ in range(5):
-        trimmer.note(LARGE_BODY_BYTES)
-    await _wait_for_trims(trimmer, 1)
+async def test_trims_as_soon_as_the_gateway_is_idle() -> None:
+    trimmer = Trimmer(interval=60.0, idle_gap=0.0)
+    _answer(trimmer, LARGE_BODY_BYTES)
+    await _wait_for_trims(trimmer, 1, limit=1.0)
+    trimmer.started()
+    trimmer.started()
+    trimmer.finished(LARGE_BODY_BYTES)  # one still in flight: the interval rules
+    await asyncio.sleep(0.05)
     assert trimmer.trims == 1
-    trimmer.note(LARGE_BODY_BYTES)  # within the interval: scheduled, not run yet
+    trimmer.finished(10)  # now idle, and a large body is owed a trim: at once
+    await _wait_for_trims(trimmer, 2, limit=1.0)
+    assert trimmer.trims == 2
+    _answer(trimmer, 10)  # nothing owed any more
+    await asyncio.sleep(0.05)
+    assert trimmer.trims == 2
+    trimmer.close()
+
+
+async def test_busy_gateway_trims_once_per_interval() -> None:
+    trimmer = Trimmer(interval=60.0, idle_gap=0.0)
+    trimmer.started()  # a request that stays in flight: never idle
+    for _ in range(5):
+        _answer(trimmer, LARGE_BODY_BYTES, 10)
+        trimmer.started()
+        trimmer.finished(LARGE_BODY_BYTES)
+    await _wait_for_trims(trimmer, 1, limit=1.0)
+    assert trimmer.trims == 1  # the first one, at once (none before it)
+    trimmer.started()
+    trimmer.finished(LARGE_BODY_BYTES)  # within the interval: scheduled, not run yet
     await asyncio.sleep(0.05)
     assert trimmer.trims == 1
     trimmer.close()  # cancels the pending one
@@ -50,11 +79,21 @@ async def test_large_bodies_coalesce_into_one_trim_per_interval() -> None:
     assert trimmer.trims == 1
 
 
+async def test_idle_trims_are_spaced_by_the_idle_gap() -> None:
+    trimmer = Trimmer(interval=60.0, idle_gap=0.2)
+    _answer(trimmer, LARGE_BODY_BYTES)
+    await _wait_for_trims(trimmer, 1, limit=1.0)
+    _answer(trimmer, LARGE_BODY_BYTES)  # idle again at once: waits for the interval
+    await asyncio.sleep(0.05)
+    assert trimmer.trims == 1
+    trimmer.close()
+
+
 async def test_trims_again_after_the_interval() -> None:
-    trimmer = Trimmer(interval=0.05, delay=0.0)
-    trimmer.note(LARGE_BODY_BYTES)
+    trimmer = Trimmer(interval=0.05, idle_gap=0.05)
+    _answer(trimmer, LARGE_BODY_BYTES)
     await _wait_for_trims(trimmer, 1)
-    trimmer.note(LARGE_BODY_BYTES)
+    _answer(trimmer, LARGE_BODY_BYTES)
     await _wait_for_trims(trimmer, 2)
     assert trimmer.trims == 2
 
@@ -66,7 +105,7 @@ async def test_gateway_trims_after_a_large_request(
 
     class Recording(Trimmer):
         def __init__(self) -> None:
-            super().__init__(delay=0.0)
+            super().__init__(idle_gap=0.0)
             made.append(self)
 
     monkeypatch.setattr("gateway.http.app.Trimmer", Recording)

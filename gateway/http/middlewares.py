@@ -68,6 +68,7 @@ def _observe(metrics: Metrics, log_access: bool, trimmer: Trimmer) -> object:
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.monotonic()
         metrics.in_flight.inc()
+        trimmer.started()
         status, out_bytes = 500, 0
         try:
             response = await handler(request)
@@ -88,7 +89,7 @@ def _observe(metrics: Metrics, log_access: bool, trimmer: Trimmer) -> object:
             in_bytes = request.get(BODY_BYTES_KEY, 0)
             metrics.observe_request(model=model, route=route, code=status, seconds=elapsed,
                                     in_bytes=in_bytes, out_bytes=out_bytes)
-            trimmer.note(in_bytes)  # large body answered: give its memory back soon
+            trimmer.finished(in_bytes)  # after large bodies: give their memory back
             if log_access:
                 _log_access(request, route, model, status, elapsed, in_bytes, out_bytes)
 
