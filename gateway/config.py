@@ -171,6 +171,10 @@ def _split_list(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(p.strip() for item in items for p in item.split(",") if p.strip())
 
 
+def _flag(value: str) -> bool:
+    return value.lower() in {"1", "true", "yes", "on"}
+
+
 _ENV: dict[str, tuple[str, Any]] = {
     "TFGW_BACKEND": ("backends", _split_list),
     "TFGW_HOST": ("host", str),
@@ -185,7 +189,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "TFGW_MAX_INSTANCES": ("max_instances", int),
     "TFGW_CORS_ORIGINS": ("cors_origins", _split_list),
     "TFGW_TOKENS": ("tokens", _split_list),
-    "TFGW_BACKEND_TLS": ("backend_tls", lambda v: v.lower() in {"1", "true", "yes", "on"}),
+    "TFGW_BACKEND_TLS": ("backend_tls", _flag),
     "TFGW_BACKEND_CA_FILE": ("backend_ca_file", str),
     "TFGW_BACKEND_CERT_FILE": ("backend_cert_file", str),
     "TFGW_BACKEND_KEY_FILE": ("backend_key_file", str),
@@ -195,6 +199,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "TFGW_BATCH_MAX_SIZE": ("batch_max_size", int),
     "TFGW_BATCH_TIMEOUT_MS": ("batch_timeout_ms", float),
     "TFGW_BATCH_MODELS": ("batch_models", parse_batch_models),
+    "TFGW_ACCESS_LOG": ("access_log", _flag),
     "AIP_HTTP_PORT": ("port", int),
     "AIP_PREDICT_ROUTE": ("predict_route", str),
     "AIP_HEALTH_ROUTE": ("health_route", str),
@@ -252,6 +257,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool = False) -> No
                         metavar="NAME=MAX[:MS]",
                         help="per-model batching, overriding --batch-max-size/--batch-timeout-ms"
                         " (repeatable; MAX 0 turns it off for that model)")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                        help="one JSON line per request on the gateway.access logger at INFO "
+                        "(default on; off saves ~20-40 µs of CPU per request)")
     if not serve:
         parser.add_argument("--backend-tls", action="store_true", default=None,
                             help="use TLS to the backend")

@@ -461,6 +461,14 @@ async def test_access_log_is_structured_and_never_has_tokens(gw: Make, caplog: A
     assert "hunter2" not in caplog.text
 
 
+async def test_access_log_off_writes_no_lines(gw: Make, caplog: Any) -> None:
+    client = await gw(access_log=False)
+    with caplog.at_level("INFO", logger="gateway.access"):
+        resp = await client.post("/v1/models/half:predict", data=b'{"instances": [1.0]}')
+    assert resp.status == 200
+    assert not [r for r in caplog.records if r.name == "gateway.access"]
+
+
 async def test_graceful_stop_drains_in_flight(fake_backend: FakeBackend) -> None:  # noqa: F811
     import aiohttp
     from support.net import free_port, port_open

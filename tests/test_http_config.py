@@ -49,6 +49,13 @@ def test_env(tmp_path: Path) -> None:
         GatewayConfig.from_env({"TFGW_PORT": "eighty"})
 
 
+def test_access_log_flag_and_env() -> None:
+    assert GatewayConfig.from_env({}).access_log
+    assert not GatewayConfig.from_env({"TFGW_ACCESS_LOG": "off"}).access_log
+    assert not GatewayConfig.from_args(_args(["--no-access-log"]), {}).access_log
+    assert GatewayConfig.from_args(_args(["--access-log"]), {"TFGW_ACCESS_LOG": "0"}).access_log
+
+
 def test_vertex_ai_env() -> None:
     config = GatewayConfig.from_env({
         "AIP_HTTP_PORT": "8080", "AIP_PREDICT_ROUTE": "/predict", "AIP_HEALTH_ROUTE": "/health",
