@@ -37,14 +37,14 @@ def _answer(trimmer: Trimmer, *sizes: int) -> None:
 
 
 async def test_small_bodies_never_trim() -> None:
-    trimmer = Trimmer(interval=0.0, idle_gap=0.0)
+    trimmer = Trimmer(interval=0.0)
     _answer(trimmer, 0, 1, LARGE_BODY_BYTES - 1)
     await asyncio.sleep(0.05)
     assert trimmer.trims == 0
 
 
 async def test_trims_as_soon_as_the_gateway_is_idle() -> None:
-    trimmer = Trimmer(interval=60.0, idle_gap=0.0)
+    trimmer = Trimmer(interval=60.0)
     _answer(trimmer, LARGE_BODY_BYTES)
     await _wait_for_trims(trimmer, 1, limit=1.0)
     trimmer.started()
@@ -62,7 +62,7 @@ async def test_trims_as_soon_as_the_gateway_is_idle() -> None:
 
 
 async def test_busy_gateway_trims_once_per_interval() -> None:
-    trimmer = Trimmer(interval=60.0, idle_gap=0.0)
+    trimmer = Trimmer(interval=60.0)
     trimmer.started()  # a request that stays in flight: never idle
     for _ in range(5):
         _answer(trimmer, LARGE_BODY_BYTES, 10)
@@ -79,18 +79,8 @@ async def test_busy_gateway_trims_once_per_interval() -> None:
     assert trimmer.trims == 1
 
 
-async def test_idle_trims_are_spaced_by_the_idle_gap() -> None:
-    trimmer = Trimmer(interval=60.0, idle_gap=0.2)
-    _answer(trimmer, LARGE_BODY_BYTES)
-    await _wait_for_trims(trimmer, 1, limit=1.0)
-    _answer(trimmer, LARGE_BODY_BYTES)  # idle again at once: waits for the interval
-    await asyncio.sleep(0.05)
-    assert trimmer.trims == 1
-    trimmer.close()
-
-
 async def test_trims_again_after_the_interval() -> None:
-    trimmer = Trimmer(interval=0.05, idle_gap=0.05)
+    trimmer = Trimmer(interval=0.05)
     _answer(trimmer, LARGE_BODY_BYTES)
     await _wait_for_trims(trimmer, 1)
     _answer(trimmer, LARGE_BODY_BYTES)
@@ -105,7 +95,7 @@ async def test_gateway_trims_after_a_large_request(
 
     class Recording(Trimmer):
         def __init__(self) -> None:
-            super().__init__(idle_gap=0.0)
+            super().__init__()
             made.append(self)
 
     monkeypatch.setattr("gateway.http.app.Trimmer", Recording)

@@ -64,15 +64,14 @@ class Trimmer:
 
     The observe middleware calls ``started()`` and ``finished(body_bytes)`` around every
     request; for small bodies with nothing owed, ``finished`` is a decrement and a compare.
-    Trimming when idle means memory is back as soon as a burst of large requests ends;
-    ``idle_gap`` caps idle trims (a lone client sending large bodies one at a time would
-    otherwise trim after every request).
+    Trimming when idle means memory is back as soon as a burst of large requests ends. A
+    lone client sending large bodies one at a time gets a trim after each: measured at
+    batch 256, concurrency 1, that costs nothing visible (13.0-13.2 ms of CPU per request
+    with it, 13.0-15.3 ms with idle trims off).
     """
 
-    def __init__(self, interval: float = 0.5, idle_gap: float = 0.1,
-                 threshold: int = LARGE_BODY_BYTES) -> None:
+    def __init__(self, interval: float = 0.5, threshold: int = LARGE_BODY_BYTES) -> None:
         self.interval = interval
-        self.idle_gap = idle_gap
         self.threshold = threshold
         self.trims = 0
         self._active = 0
@@ -91,7 +90,7 @@ class Trimmer:
         if not self._owed:
             return
         now = time.monotonic()
-        if self._active <= 0 and now - self._last >= self.idle_gap:
+        if self._active <= 0:
             self._schedule(now, now)
         elif self._handle is None:
             self._schedule(now, max(now, self._last + self.interval))
