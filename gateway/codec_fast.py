@@ -66,7 +66,7 @@ Found = tuple[dict[str, np.ndarray], int]
 
 def parse(raw: bytes) -> FastBody | None:
     """simdjson's view of ``raw`` when its top level is plainly valid; else ``None``."""
-    if simdjson is None:
+    if simdjson is None or _thin_innermost(raw):
         return None
     try:
         doc = simdjson.Parser().parse(raw)
@@ -86,6 +86,20 @@ def parse(raw: bytes) -> FastBody | None:
     if not isinstance(data, simdjson.Array | simdjson.Object):
         return None
     return FastBody(signature_name, row, data, raw.count(b"["))
+
+
+def _thin_innermost(raw: bytes) -> bool:
+    """Whether the first innermost list is short and nested in another list (image-like
+    ``[[[0.1], [0.2], ...]]``): ``_dense_shape`` would refuse it, so skip the parse.
+
+    A glance at the raw bytes, not a parse: a wrong guess only decides whether the fast
+    path is tried, never what a body means.
+    """
+    end = raw.find(b"]")
+    start = raw.rfind(b"[", 0, end)
+    if end < 0 or start < 0 or raw.count(b",", start, end) + 1 >= _MIN_INNER:
+        return False
+    return raw[:start].rstrip().endswith(b"[")
 
 
 def decode(body: FastBody, signature: Signature,

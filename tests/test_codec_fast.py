@@ -153,6 +153,22 @@ def test_fast_path_leaves_the_rest_to_the_strict_path(
     assert_same(raw, signature, monkeypatch)
 
 
+@pytest.mark.parametrize(("raw", "thin"), [
+    (b'{"instances": [[[0.1], [0.2]], [[0.3], [0.4]]]}', True),
+    (b'{"instances": [[[1, 2, 3], [4, 5, 6]]]}', True),
+    (b'{"instances": [{"x": [[1], [2]]}]}', True),
+    (b'{"instances": [[1, 2, 3, 4], [5, 6, 7, 8]]}', False),
+    (b'{"instances": [1, 2]}', False),
+    (b'{"inputs": {"a": [1, 2], "b": [[1], [2]]}}', False),
+    (b'{"signature_name": "]", "instances": [[1]]}', False),
+    (b'{"instances": 5}', False),
+])
+def test_thin_innermost_lists_skip_the_parse(raw: bytes, thin: bool) -> None:
+    assert codec_fast._thin_innermost(raw) is thin
+    if thin:
+        assert codec_fast.parse(raw) is None
+
+
 def test_instance_limit_is_the_strict_paths_error(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = b'{"instances": [[1,2,3,4],[5,6,7,8],[1,2,3,4]]}'
     signature = sig(x=("DT_FLOAT", None))
