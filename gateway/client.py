@@ -317,7 +317,7 @@ class GrpcClient:
         """Same contract as :meth:`RestClient.predict`, over gRPC."""
         from gateway.pb import predict_pb2
         from gateway.signatures import select_signature
-        from gateway.tensors import to_ndarray, to_tensor_proto
+        from gateway.tensors import fill_tensor_proto, to_ndarray
 
         if (instances is None) == (inputs is None):
             raise ValueError("pass exactly one of instances= or inputs=")
@@ -335,7 +335,7 @@ class GrpcClient:
             if alias not in signature.inputs:
                 raise ClientError(400, f"unknown input {alias!r}", code="INVALID_ARGUMENT")
             dtype = signature.inputs[alias].dtype
-            request.inputs[alias].CopyFrom(to_tensor_proto(_as_dtype(value, dtype), dtype))
+            fill_tensor_proto(request.inputs[alias], _as_dtype(value, dtype), dtype)
         response = self._call(self._predict, request)
         return {alias: to_ndarray(response.outputs[alias]) for alias in response.outputs}
 

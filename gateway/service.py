@@ -34,7 +34,7 @@ from gateway.pb import (
     types_pb2,
 )
 from gateway.signatures import Signature, select_signature, signatures_from_metadata
-from gateway.tensors import to_ndarray, to_tensor_proto
+from gateway.tensors import fill_tensor_proto, to_ndarray
 
 __all__ = ["MetadataCache", "ModelEntry", "ModelRef", "Service", "now"]
 
@@ -263,8 +263,8 @@ class Service:
         ref.fill(request.model_spec, signature_name)
         for alias, array in arrays.items():
             spec = sig.inputs.get(alias) if sig else None
-            tensor = to_tensor_proto(array, datatype_of(array, spec.dtype if spec else None))
-            request.inputs[alias].CopyFrom(tensor)
+            dtype = datatype_of(array, spec.dtype if spec else None)
+            fill_tensor_proto(request.inputs[alias], array, dtype)
         response = await self._call("Predict", request, timeout)
         if response.model_spec.HasField("version"):
             self.cache.note_answer(ref, response.model_spec.version.value)

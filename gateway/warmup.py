@@ -20,7 +20,7 @@ from gateway import codec
 from gateway.errors import InvalidInput
 from gateway.pb import predict_pb2
 from gateway.signatures import DEFAULT_SIGNATURE, Signature
-from gateway.tensors import to_tensor_proto
+from gateway.tensors import fill_tensor_proto
 
 __all__ = ["WARMUP_FILE", "load_warmup_bodies", "prediction_logs", "write_warmup"]
 
@@ -82,7 +82,7 @@ def _predict_request(
     request.model_spec.name = model_name
     request.model_spec.signature_name = name
     for alias, array in codec.decode_predict_inputs(parsed, sig).items():
-        request.inputs[alias].CopyFrom(to_tensor_proto(array, sig.inputs[alias].dtype))
+        fill_tensor_proto(request.inputs[alias], array, sig.inputs[alias].dtype)
     return request
 
 
