@@ -12,7 +12,6 @@ project's gateway is the cost of the project's own code.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,10 +23,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.baseline import MAX_MESSAGE, parse_args, predict_app
 from gateway.pb import predict_pb2  # the project's TF-free protos
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
-MAX_MESSAGE = 256 * 1024 * 1024
 DT_FLOAT = 1
 
 
@@ -62,19 +61,11 @@ def make_app(backend: str, input_name: str) -> web.Application:
                             option=orjson.OPT_SERIALIZE_NUMPY)
         return web.Response(body=body, content_type="application/json")
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.cleanup_ctx.append(open_channel)
-    app.router.add_post("/v1/models/{name}:predict", predict)
-    return app
+    return predict_app(predict, open_channel)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="127.0.0.1:8500")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8503)
-    parser.add_argument("--input-name", default="image")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0], 8503)
     web.run_app(make_app(args.backend, args.input_name), host=args.host, port=args.port,
                 print=None, access_log=None)
 

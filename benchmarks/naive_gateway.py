@@ -9,9 +9,10 @@ model, but it imports TensorFlow and converts every number through Python object
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -21,7 +22,9 @@ import tensorflow as tf
 from aiohttp import web
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-MAX_MESSAGE = 256 * 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.baseline import MAX_MESSAGE, parse_args, predict_app
 
 
 def make_app(backend: str, input_name: str, dtype: str) -> web.Application:
@@ -51,20 +54,11 @@ def make_app(backend: str, input_name: str, dtype: str) -> web.Application:
         return web.Response(text=json.dumps({"predictions": predictions}),
                             content_type="application/json")
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.cleanup_ctx.append(open_channel)
-    app.router.add_post("/v1/models/{name}:predict", predict)
-    return app
+    return predict_app(predict, open_channel)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="127.0.0.1:8500")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8502)
-    parser.add_argument("--input-name", default="image")
-    parser.add_argument("--dtype", default="float32")
-    args = parser.parse_args()
+    args = parse_args(__doc__.splitlines()[0], 8502, dtype=True)
     web.run_app(make_app(args.backend, args.input_name, args.dtype), host=args.host,
                 port=args.port, print=None)
 
