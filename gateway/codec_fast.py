@@ -44,6 +44,7 @@ __all__ = ["FastBody", "decode", "parse"]
 DT = types_pb2.DataType
 _NUMERIC = FLOAT_TYPES | INT_TYPES
 _KEYS = ("instances", "inputs")
+_BOM = b"\xef\xbb\xbf"
 _SOURCE = {"d": np.float64, "i": np.int64, "u": np.uint64}  # numpy type per as_buffer type
 _MIN_INNER = 4
 """Innermost lists shorter than this are left to the strict path (walking one proxy per
@@ -66,8 +67,8 @@ Found = tuple[dict[str, np.ndarray], int]
 
 def parse(raw: bytes) -> FastBody | None:
     """simdjson's view of ``raw`` when its top level is plainly valid; else ``None``."""
-    if simdjson is None or _thin_innermost(raw):
-        return None
+    if simdjson is None or raw.startswith(_BOM) or _thin_innermost(raw):
+        return None  # simdjson skips a byte order mark; TF Serving and the strict path refuse it
     try:
         doc = simdjson.Parser().parse(raw)
     except (ValueError, RuntimeError, TypeError):  # NaN literals, bad UTF-8, depth, ...

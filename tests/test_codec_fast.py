@@ -141,6 +141,8 @@ LEFT = [
     (sig(x=("DT_FLOAT", None)), b'{"instances": [[1,2,3,4]], "note": "[x]"}'),
     (sig(x=("DT_FLOAT", None)), b'{"instances": [[1,2,3,4]]} trailing'),
     (sig(x=("DT_FLOAT", None)), b'[[1,2,3,4]]'),
+    (sig(x=("DT_FLOAT", None)), b'\xef\xbb\xbf{"instances": [[1,2,3,4]]}'),  # BOM
+    (sig(x=("DT_FLOAT", None)), b'{"instances": [[1,2,3,4]]}\x00'),
     # thin innermost lists are walked more cheaply by the strict path
     (sig(x=("DT_FLOAT", None)), b'{"instances": [[[1],[2]],[[3],[4]]]}'),
 ]
@@ -234,9 +236,12 @@ def _values(draw: st.DrawFn, dtype: str, shape: tuple[int, ...]) -> Any:
 
 
 def _corrupt(draw: st.DrawFn, text: str) -> str:
-    """Sometimes break one thing: a leaf, a bracket, a literal."""
-    kind = draw(st.sampled_from(["none"] * 4 + ["leaf", "bracket", "drop"]))
+    """Sometimes break one thing: a leaf, a bracket, a comma, the bytes around the document."""
+    kind = draw(st.sampled_from(["none"] * 4 + ["leaf", "bracket", "drop", "wrap"]))
     positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if kind == "wrap":
+        before = draw(st.sampled_from(["", "\ufeff", "\x0c", " \n"]))
+        return before + text + draw(st.sampled_from(["", "\x00", " x", "\n", "]", "}"]))
     if kind == "none" or not positions:
         return text
     at = draw(st.sampled_from(positions))
