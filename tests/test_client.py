@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from support import models
 from support.net import free_port, port_open, wait_for
-from support.servers import start_modelserver
+from support.servers import start_modelserver, stop_process
 
 from gateway.client import ClientError, GrpcClient, RestClient
 
@@ -90,12 +89,7 @@ def rest_url(grpc_target: str, models_config: Path) -> Iterator[str]:
         wait_for(lambda: _ready(url), timeout=60)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, grace=20)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.net import free_port, wait_for
+from support.servers import stop_process
 
 from gateway.demo import SHADES, render_digit
 
@@ -30,17 +30,6 @@ def _demo(workdir: Path, *args: str) -> list[str]:
 def _env() -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
             "PYTHONIOENCODING": "utf-8"}
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    return process.returncode
 
 
 def test_demo_end_to_end_keep_running(tmp_path: Path) -> None:
@@ -77,7 +66,7 @@ def test_demo_end_to_end_keep_running(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=30) as response:
             assert response.status == 200
     finally:
-        code = _stop(process)
+        code = stop_process(process, grace=60)
     assert code == 0, log.read_text()[-3000:]
     assert log.read_text().rstrip().endswith("stopped")
 

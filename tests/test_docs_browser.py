@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from support.net import free_port, wait_for
+from support.servers import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,13 +65,7 @@ def served(model_path: Path) -> Iterator[str]:
             pytest.fail(f"tfgw serve exited {process.returncode}: {process.stdout.read()}")
         yield url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process, grace=30)
         process.stdout.close()
 
 

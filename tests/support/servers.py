@@ -14,7 +14,8 @@ Fixtures (session-scoped, built once):
 Helpers: ``start_modelserver(args)`` (context manager → port) and
 ``modelserver_process(args)`` (→ ``(Popen, port)``) spawn the CLI on a free port, wait
 (bounded) for health SERVING and stop it with SIGTERM, then SIGKILL;
-``modelserver_in_thread(**options)`` runs a ``ModelServer`` in-process (→ ``ThreadedModelServer``).
+``modelserver_in_thread(**options)`` runs a ``ModelServer`` in-process (→ ``ThreadedModelServer``);
+``stop_process(process)`` stops any subprocess the same way (→ its exit status).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +49,7 @@ __all__ = [
     "modelserver_port",
     "modelserver_process",
     "start_modelserver",
+    "stop_process",
     "write_models_config",
 ]
 
@@ -133,14 +136,16 @@ def _wait_serving(
             time.sleep(0.1)
 
 
-def _stop(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; the exit status."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=grace)
+            return process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+    return process.returncode
 
 
 @contextlib.contextmanager
@@ -167,21 +172,21 @@ def modelserver_process(
         try:
             _wait_serving(process, chosen, wait_models, timeout, log_path)
         except RuntimeError:
-            _stop(process)
+            stop_process(process)
             raced = "cannot listen" in log_path.read_text()
             log_path.unlink(missing_ok=True)
             if raced and attempt < 2 and not port:
                 continue
             raise
         except BaseException:
-            _stop(process)
+            stop_process(process)
             log_path.unlink(missing_ok=True)
             raise
         break
     try:
         yield process, chosen
     finally:
-        _stop(process)
+        stop_process(process)
         log_path.unlink(missing_ok=True)
 
 
