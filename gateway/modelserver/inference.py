@@ -189,30 +189,37 @@ def _run_examples(version: LoadedVersion, name: str, examples: np.ndarray) -> di
     return version.run(name, {"inputs": examples})
 
 
+_EXAMPLE_TASKS = {
+    CLASSIFY_METHOD: ("classification", _classification_result),
+    REGRESS_METHOD: ("regression", _regression_result),
+}
+"""method_name -> (its kind in messages and result fields, the result filler)."""
+
+
+def _answer_examples(version: LoadedVersion, request: Any, model_version: int, method: str,
+                     response: Any) -> Any:
+    """Classify or Regress: run the signature on the examples, fill ``response``."""
+    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    kind, fill = _EXAMPLE_TASKS[method]
+    _examples_signature(version, name, method, kind)
+    examples = serialized_examples(request.input)
+    _fill_spec(response.model_spec, request.model_spec.name, model_version, name)
+    fill(_run_examples(version, name, examples), len(examples), response.result)
+    return response
+
+
 def classify(version: LoadedVersion, request: Any, model_version: int) -> Any:
     from tensorflow_serving.apis import classification_pb2
 
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    _examples_signature(version, name, CLASSIFY_METHOD, "classification")
-    examples = serialized_examples(request.input)
-    response = classification_pb2.ClassificationResponse()
-    _fill_spec(response.model_spec, request.model_spec.name, model_version, name)
-    outputs = _run_examples(version, name, examples)
-    _classification_result(outputs, len(examples), response.result)
-    return response
+    return _answer_examples(version, request, model_version, CLASSIFY_METHOD,
+                            classification_pb2.ClassificationResponse())
 
 
 def regress(version: LoadedVersion, request: Any, model_version: int) -> Any:
     from tensorflow_serving.apis import regression_pb2
 
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    _examples_signature(version, name, REGRESS_METHOD, "regression")
-    examples = serialized_examples(request.input)
-    response = regression_pb2.RegressionResponse()
-    _fill_spec(response.model_spec, request.model_spec.name, model_version, name)
-    outputs = _run_examples(version, name, examples)
-    _regression_result(outputs, len(examples), response.result)
-    return response
+    return _answer_examples(version, request, model_version, REGRESS_METHOD,
+                            regression_pb2.RegressionResponse())
 
 
 def _check_tasks(request: Any) -> None:
@@ -238,21 +245,18 @@ def multi_inference(version: LoadedVersion, request: Any, model_version: int) ->
     from tensorflow_serving.apis import inference_pb2
 
     _check_tasks(request)
-    kinds = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
     for task in request.tasks:
         name = task.model_spec.signature_name or DEFAULT_SIGNATURE
-        _examples_signature(version, name, task.method_name, kinds[task.method_name])
+        _examples_signature(version, name, task.method_name, _EXAMPLE_TASKS[task.method_name][0])
     examples = serialized_examples(request.input)
     response = inference_pb2.MultiInferenceResponse()
     for task in request.tasks:
         name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        kind, fill = _EXAMPLE_TASKS[task.method_name]
         result = response.results.add()
         _fill_spec(result.model_spec, task.model_spec.name, model_version, name)
-        outputs = _run_examples(version, name, examples)
-        if task.method_name == CLASSIFY_METHOD:
-            _classification_result(outputs, len(examples), result.classification_result)
-        else:
-            _regression_result(outputs, len(examples), result.regression_result)
+        fill(_run_examples(version, name, examples), len(examples),
+             getattr(result, f"{kind}_result"))
     return response
 
 
