@@ -58,8 +58,17 @@ def model_ref(name: str, version: str | None = None, label: str | None = None) -
     return ModelRef(name)
 
 
-def _not_allowed(request: web.Request, allowed: str) -> web.HTTPException:
-    return web.HTTPMethodNotAllowed(request.method, [allowed])
+def _tfserving_match(request: web.Request, pattern: re.Pattern[str], other: re.Pattern[str],
+                     other_method: str) -> re.Match[str]:
+    """The TF Serving path under ``/v1/models/`` matched by ``pattern``; a path only
+    ``other`` matches is a 405 (allowing ``other_method``), anything else a 404."""
+    rest = request.match_info["rest"]
+    match = pattern.fullmatch(rest)
+    if match is None:
+        if other.fullmatch(rest):
+            raise web.HTTPMethodNotAllowed(request.method, [other_method])
+        raise web.HTTPNotFound()
+    return match
 
 
 async def _body(request: web.Request) -> bytes:
@@ -74,12 +83,7 @@ def _service(request: web.Request) -> Service:
 
 
 async def tfserving_post(request: web.Request) -> web.Response:
-    rest = request.match_info["rest"]
-    match = _TFS_POST.fullmatch(rest)
-    if match is None:
-        if _TFS_GET.fullmatch(rest):
-            raise _not_allowed(request, "GET")
-        raise web.HTTPNotFound()
+    match = _tfserving_match(request, _TFS_POST, _TFS_GET, "GET")
     verb = match["verb"]
     request[ROUTE_KEY] = verb if verb in _VERBS else "unmatched"
     request[MODEL_KEY] = match["name"]
@@ -96,12 +100,7 @@ async def tfserving_post(request: web.Request) -> web.Response:
 
 
 async def tfserving_get(request: web.Request) -> web.Response:
-    rest = request.match_info["rest"]
-    match = _TFS_GET.fullmatch(rest)
-    if match is None:
-        if _TFS_POST.fullmatch(rest):
-            raise _not_allowed(request, "POST")
-        raise web.HTTPNotFound()
+    match = _tfserving_match(request, _TFS_GET, _TFS_POST, "POST")
     request[ROUTE_KEY] = "metadata" if match["metadata"] else "status"
     request[MODEL_KEY] = match["name"]
     ref = model_ref(match["name"], match["version"], match["label"])
