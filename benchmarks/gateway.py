@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     harness.write_csv(rows, args.out / "gateway.csv")
     (args.out / "gateway.md").write_text(report + "\n")
     print(report)
-    errors = sum(row["errors"] for row in rows)
-    if errors:
-        print(f"{errors} requests failed", file=sys.stderr)
-    return 1 if errors else 0
+    return harness.exit_status(rows)
 
 
 if __name__ == "__main__":

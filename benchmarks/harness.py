@@ -37,8 +37,8 @@ from benchmarks import loadgen  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the load generators
 
 __all__ = [
-    "TARGETS", "Settings", "Stack", "Target", "build_model", "client_pool", "measure",
-    "write_csv",
+    "TARGETS", "Settings", "Stack", "Target", "build_model", "client_pool", "exit_status",
+    "measure", "write_csv",
 ]
 
 MODEL = "mnist"
@@ -348,6 +348,14 @@ def _aggregate(name: str, batch: int, concurrency: int,
         "client_cpu_ms": per_request["client"],
         "first_error": next((r["first_error"] for r in results if r["first_error"]), ""),
     }
+
+
+def exit_status(rows: list[dict[str, Any]]) -> int:
+    """1 (and a line on stderr) if any request failed, else 0."""
+    errors = sum(row["errors"] for row in rows)
+    if errors:
+        print(f"{errors} requests failed", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

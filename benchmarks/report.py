@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated the benchmark table in {args.readme}")
         else:
             print(f"{args.readme} has no {MARK_START} / {MARK_END} lines", file=sys.stderr)
-    errors = sum(row["errors"] for row in rows)
-    if errors:
-        print(f"{errors} requests failed", file=sys.stderr)
-    return 1 if errors else 0
+    return harness.exit_status(rows)
 
 
 if __name__ == "__main__":
