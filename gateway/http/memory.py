@@ -76,7 +76,6 @@ class Trimmer:
         self.trims = 0
         self._active = 0
         self._owed = False
-        self._due = float("inf")
         self._handle: asyncio.TimerHandle | None = None
         self._last = -float("inf")
 
@@ -89,23 +88,15 @@ class Trimmer:
             self._owed = True
         if not self._owed:
             return
-        now = time.monotonic()
-        if self._active <= 0:
-            self._schedule(now, now)
+        if self._active <= 0:  # idle: now, replacing any later trim
+            self.close()
+            self._handle = asyncio.get_running_loop().call_later(0.0, self._trim)
         elif self._handle is None:
-            self._schedule(now, max(now, self._last + self.interval))
-
-    def _schedule(self, now: float, due: float) -> None:
-        if self._handle is not None:
-            if self._due <= due:
-                return
-            self._handle.cancel()
-        self._due = due
-        self._handle = asyncio.get_running_loop().call_later(due - now, self._trim)
+            wait = max(0.0, self._last + self.interval - time.monotonic())
+            self._handle = asyncio.get_running_loop().call_later(wait, self._trim)
 
     def _trim(self) -> None:
         self._handle = None
-        self._due = float("inf")
         self._owed = False
         self._last = time.monotonic()
         self.trims += 1
