@@ -241,15 +241,12 @@ def _grpc_probe(port: int) -> bool:
     """One Predict straight to the backend (project protos: wire-identical, no TF here)."""
     import grpc
 
-    from gateway.pb import predict_pb2
+    from gateway.pb import predict_pb2, types_pb2
+    from gateway.tensors import fill_tensor_proto
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
-    tensor = request.inputs["image"]
-    tensor.dtype = 1
-    tensor.tensor_shape.dim.add().size = 1
-    tensor.tensor_shape.dim.add().size = loadgen.FEATURES
-    tensor.tensor_content = loadgen.instances(1).astype("<f4").tobytes()
+    fill_tensor_proto(request.inputs["image"], loadgen.instances(1), types_pb2.DT_FLOAT)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(
             "/tensorflow.serving.PredictionService/Predict",
