@@ -69,6 +69,21 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def publish_maybe_killed(src: Path, base: Path, rng: random.Random, lifetime: float,
+                         *extra: str) -> bool:
+    """One ``tfgw publish``, SIGKILLed at a random moment up to 1.2x ``lifetime`` (one
+    publish's usual duration); ``True`` if it was killed before it finished."""
+    proc = subprocess.Popen(_command(src, base, *extra), env=_env(), cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=rng.uniform(0.0, lifetime * 1.2))
+        return False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        return True
+
+
 class Reader(threading.Thread):
     """Polls the base path; records any incomplete version dir or unparsable config."""
 
@@ -118,23 +133,17 @@ def test_sigkill_at_random_moments_never_exposes_partial_versions(
         for i in range(ITERATIONS):
             extra = ["--label", f"l{i % 3}"] if i % 4 == 0 else []
             before = {n for n in os.listdir(base) if n.isdigit()}
-            proc = subprocess.Popen(_command(padded_export, base, *extra), env=_env(),
-                                    cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            try:
-                proc.wait(timeout=rng.uniform(0.0, lifetime * 1.2))
+            if not publish_maybe_killed(padded_export, base, rng, lifetime, *extra):
                 outcomes["completed"] += 1
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
-                after = {n for n in os.listdir(base) if n.isdigit()}
-                temps = [n for n in os.listdir(base) if n.startswith(".tmp-")]
-                if after - before:
-                    outcomes["killed after rename"] += 1
-                elif temps:
-                    outcomes["killed mid-copy"] += 1
-                else:
-                    outcomes["killed before copy"] += 1
+                continue
+            after = {n for n in os.listdir(base) if n.isdigit()}
+            temps = [n for n in os.listdir(base) if n.startswith(".tmp-")]
+            if after - before:
+                outcomes["killed after rename"] += 1
+            elif temps:
+                outcomes["killed mid-copy"] += 1
+            else:
+                outcomes["killed before copy"] += 1
     finally:
         reader.stop_event.set()
         reader.join(timeout=30)

@@ -17,7 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
-from test_publish_crash import REPO_ROOT, _command, _env, manifest, padded_export  # noqa: F401
+from test_publish_crash import (  # noqa: F401
+    REPO_ROOT,
+    _command,
+    _env,
+    manifest,
+    padded_export,
+    publish_maybe_killed,
+)
 
 from benchmarks.soak import ModelServerProcess
 
@@ -90,15 +97,8 @@ def test_polling_server_never_loads_a_partial_version(padded_export: Path,  # no
             lifetime = time.monotonic() - started
             assert timed.returncode == 0
             for _ in range(KILLS):
-                proc = subprocess.Popen(_command(padded_export, base), env=_env(), cwd=REPO_ROOT,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    proc.wait(timeout=rng.uniform(0.0, lifetime * 1.2))
-                    outcomes["completed"] += 1
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=30)
-                    outcomes["killed"] += 1
+                killed = publish_maybe_killed(padded_export, base, rng, lifetime)
+                outcomes["killed" if killed else "completed"] += 1
             procs = [subprocess.Popen(_command(padded_export, base), env=_env(), cwd=REPO_ROOT,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                      for _ in range(PARALLEL)]
