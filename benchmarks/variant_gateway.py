@@ -10,32 +10,30 @@ with ``--eager-inflight 0``.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.batching import Batcher
+from gateway.batching import Batcher, Send
 from gateway.cli import build_parser
-from gateway.commands.gateway import start_gateway
 from gateway.config import GatewayConfig
-from gateway.http.keys import SERVICE_KEY
+from gateway.metrics import Metrics
+from gateway.runtime import StopSignals, start_gateway
 
 
 async def _main(config: GatewayConfig, eager_inflight: int) -> int:
-    server = await start_gateway(config)
-    service = server.app[SERVICE_KEY]
-    service.batcher = Batcher(service.send, max_size=config.batch_max_size,
-                              timeout_ms=config.batch_timeout_ms, metrics=service.metrics,
-                              eager_inflight=eager_inflight)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
+    def batcher(send: Send, metrics: Metrics) -> Batcher:
+        return Batcher(send, max_size=config.batch_max_size,
+                       timeout_ms=config.batch_timeout_ms, metrics=metrics,
+                       eager_inflight=eager_inflight)
+
+    with StopSignals() as signals:
+        server = await start_gateway(config, batcher=batcher)
+        try:
+            await signals.wait()
+        finally:
+            await server.stop()
     return 0
 
 

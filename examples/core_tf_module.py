@@ -21,7 +21,7 @@ import numpy as np
 
 import gateway
 from gateway.client import GrpcClient, RestClient
-from gateway.demo import LocalStack
+from gateway.runtime import LocalStack
 
 READINGS = [-40.0, 0.0, 37.0, 100.0]
 

@@ -23,8 +23,9 @@ import numpy as np
 
 import gateway
 from gateway.client import GrpcClient, RestClient
-from gateway.demo import LocalStack, load_digits_split, train_digits
-from gateway.savedmodel import describe, read_savedmodel
+from gateway.demo import load_digits_split, train_digits
+from gateway.runtime import LocalStack
+from gateway.repository.savedmodel import describe, read_savedmodel
 
 
 def run(workdir: Path, epochs: int) -> int:

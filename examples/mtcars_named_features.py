@@ -25,7 +25,7 @@ import numpy as np
 
 import gateway
 from gateway.client import RestClient
-from gateway.demo import LocalStack
+from gateway.runtime import LocalStack
 
 CSV = Path(__file__).resolve().parent / "mtcars.csv"
 FEATURES = ("disp", "cyl")
@@ -45,7 +45,7 @@ def train(columns: dict[str, np.ndarray], epochs: int, repeats: int = 16):
     32 rows are repeated ``repeats`` times per epoch (fewer, longer epochs train faster)."""
     import keras
 
-    from gateway.export import feature_model
+    from gateway.repository.export import feature_model
 
     keras.utils.set_random_seed(0)
     model = feature_model(list(FEATURES), "mpg", hidden_units=(16,),

@@ -1,7 +1,16 @@
 """tfserving-gateway: serve a TensorFlow SavedModel to gRPC and REST/JSON clients.
 
-Importing ``gateway`` is light: ``export_savedmodel`` and ``publish`` load TensorFlow only
-when called.
+Map (more in docs/architecture.md):
+
+- ``codec/``       JSON ↔ tensors: TF Serving / CloudML bodies (``predict``), responses
+- ``service``      the transport-free core: decode → backend (``backend``, ``wire``) → encode
+- ``http/``        the aiohttp edge: routes, middlewares, docs page, OpenAPI
+- ``repository/``  files on disk: version dirs and models.config (``layout``), publish, export
+- ``modelserver/`` the embedded TF-Serving-compatible gRPC server
+- ``runtime``      where processes start and stop; ``commands/`` and ``cli`` parse flags
+
+Importing ``gateway`` is light: ``export_savedmodel`` and ``publish`` load their modules
+(and TensorFlow) only when first used.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "export_savedmodel", "publish"]
 
 _LAZY = {
-    "export_savedmodel": "gateway.export",
-    "publish": "gateway.repository",
+    "export_savedmodel": "gateway.repository.export",
+    "publish": "gateway.repository.publish",
 }
 
 

@@ -1,3 +1,5 @@
+"""``python -m gateway``: the ``tfgw`` command line."""
+
 from gateway.cli import main
 
 raise SystemExit(main())

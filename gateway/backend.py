@@ -1,8 +1,7 @@
 """The gRPC backend client: TF Serving's PredictionService/ModelService over ``grpc.aio``.
 
-The project's protos live in package ``tfgw.tensorflow.serving`` (so they never clash with
-the official ones), so generated service stubs would call the wrong method paths; the paths
-are bound here by hand, exactly as SPEC §7 and upstream TF Serving spell them.
+Method paths and message types come from ``gateway.wire`` (bound by hand: the project's
+protos live in their own package, so generated stubs would call the wrong paths).
 
 Load balancing: one ``dns:///name:port`` target (a Kubernetes headless service) or a list of
 IP targets become one channel with the ``round_robin`` policy; a list of host names becomes
@@ -24,61 +23,35 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from gateway.config import GatewayConfig
 from gateway.errors import BackendUnavailable, Code, DeadlineExceeded, GatewayError
-from gateway.pb import (
-    classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    inference_pb2,
-    predict_pb2,
-    regression_pb2,
-)
+from gateway.wire import MAX_MESSAGE_BYTES, METHODS, MODEL_SERVICE, PREDICTION_SERVICE
 
-__all__ = ["METHODS", "Backend", "BackendOptions", "grpc_error"]
-
-_PS = "/tensorflow.serving.PredictionService/"
-_MS = "/tensorflow.serving.ModelService/"
-
-# name -> (path, request type, response type)
-METHODS: dict[str, tuple[str, Any, Any]] = {
-    "Predict": (_PS + "Predict", predict_pb2.PredictRequest, predict_pb2.PredictResponse),
-    "Classify": (
-        _PS + "Classify",
-        classification_pb2.ClassificationRequest,
-        classification_pb2.ClassificationResponse,
-    ),
-    "Regress": (
-        _PS + "Regress", regression_pb2.RegressionRequest, regression_pb2.RegressionResponse
-    ),
-    "MultiInference": (
-        _PS + "MultiInference",
-        inference_pb2.MultiInferenceRequest,
-        inference_pb2.MultiInferenceResponse,
-    ),
-    "GetModelMetadata": (
-        _PS + "GetModelMetadata",
-        get_model_metadata_pb2.GetModelMetadataRequest,
-        get_model_metadata_pb2.GetModelMetadataResponse,
-    ),
-    "GetModelStatus": (
-        _MS + "GetModelStatus",
-        get_model_status_pb2.GetModelStatusRequest,
-        get_model_status_pb2.GetModelStatusResponse,
-    ),
-}
-
+__all__ = ["Backend", "BackendOptions", "grpc_error"]
 
 @dataclass(frozen=True)
 class BackendOptions:
     """Channel settings; TLS files are PEM paths."""
 
-    max_message_bytes: int = 256 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     server_name: str | None = None
     keepalive_ms: int = 60_000  # pings only while calls are open (no too_many_pings)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> BackendOptions:
+        """The channel settings a gateway's configuration asks for."""
+        return cls(
+            max_message_bytes=config.max_message_bytes,
+            tls=config.backend_tls,
+            ca_file=config.backend_ca_file,
+            cert_file=config.backend_cert_file,
+            key_file=config.backend_key_file,
+            server_name=config.backend_server_name,
+        )
 
 
 def _service_config() -> str:
@@ -90,8 +63,8 @@ def _service_config() -> str:
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
     read_only = [
-        {"service": "tensorflow.serving.ModelService", "method": "GetModelStatus"},
-        {"service": "tensorflow.serving.PredictionService", "method": "GetModelMetadata"},
+        {"service": MODEL_SERVICE, "method": "GetModelStatus"},
+        {"service": PREDICTION_SERVICE, "method": "GetModelMetadata"},
     ]
     return json.dumps(
         {
@@ -169,15 +142,8 @@ class Backend:
         self.options = options or BackendOptions()
         self._channels = [self._open(t) for t in channel_targets(targets)]
         self._stubs = [
-            {
-                name: ch.unary_unary(
-                    path,
-                    request_serializer=req.SerializeToString,
-                    response_deserializer=resp.FromString,
-                )
-                for name, (path, req, resp) in METHODS.items()
-            }
-            for ch in self._channels
+            {name: method.bind(channel) for name, method in METHODS.items()}
+            for channel in self._channels
         ]
         self._turn = itertools.cycle(range(len(self._stubs)))
 

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gateway.deadlines import remaining
 from gateway.errors import Code, DeadlineExceeded, GatewayError
 
 __all__ = ["BatchMetrics", "BatchPolicy", "Batcher", "Send"]
@@ -144,8 +145,9 @@ class Batcher:
         rows = _batch_rows(arrays)
         key = None if policy is None or rows is None else _batch_key(ref, signature_name, arrays)
         if key is None or self._closed or rows >= policy.max_size:
-            return await self._send(ref, signature_name, dict(arrays), _remaining(deadline))
-        _remaining(deadline)  # already expired: fail before queueing
+            timeout = remaining(deadline, _QUEUED_DEADLINE)
+            return await self._send(ref, signature_name, dict(arrays), timeout)
+        remaining(deadline, _QUEUED_DEADLINE)  # already expired: fail before queueing
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         request = _Request(dict(arrays), rows, deadline, future, time.monotonic())
         self._enqueue(key, ref, signature_name, policy, request)
@@ -271,7 +273,7 @@ class Batcher:
             return
         try:
             outputs = await self._send(batch.ref, batch.signature_name, request.arrays,
-                                       _remaining(request.deadline))
+                                       remaining(request.deadline, _QUEUED_DEADLINE))
         except Exception as exc:
             _reject(request.future, exc)
         else:
@@ -349,15 +351,6 @@ def _split(outputs: Mapping[str, np.ndarray], counts: list[int]) -> list[Outputs
         {alias: array[start:stop] for alias, array in outputs.items()}
         for start, stop in itertools.pairwise(bounds)
     ]
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise DeadlineExceeded(_QUEUED_DEADLINE)
-    return left
 
 
 def _earliest_timeout(requests: list[_Request]) -> float | None:

@@ -13,6 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from gateway.errors import UsageError
+
 DESCRIPTION = "Serve TensorFlow SavedModels to gRPC and REST/JSON clients."
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.commands.serve", "model server + gateway in one process (local use)"),
@@ -69,10 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"tfgw {args.command}: error: {exc}\n")
         return 2
-
-
-class UsageError(Exception):
-    """Raised by a command for a bad argument found after parsing (one-line message)."""
 
 
 if __name__ == "__main__":

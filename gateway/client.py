@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import Code, http_status
+from gateway.signatures import DEFAULT_SIGNATURE
 
 __all__ = ["ClientError", "GrpcClient", "RestClient"]
 
 DEFAULT_TIMEOUT = 30.0
-_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 class ClientError(Exception):
@@ -163,7 +163,7 @@ class RestClient:
             return {k: _to_array([inst[k] for inst in result]) for k in result[0]}
         if keyed:
             return {k: _to_array(v) for k, v in result.items()}
-        alias = self._output_alias(model, version, label, signature_name or "serving_default")
+        alias = self._output_alias(model, version, label, signature_name or DEFAULT_SIGNATURE)
         return {alias: _to_array(result)}
 
     def _output_alias(
@@ -240,31 +240,20 @@ class GrpcClient:
     with GetModelMetadata); outputs come back as numpy arrays keyed by alias.
     """
 
-    PREDICT = "/tensorflow.serving.PredictionService/Predict"
-    METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
-
     def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         import grpc
 
-        from gateway.pb import get_model_metadata_pb2, predict_pb2
+        from gateway.wire import MAX_MESSAGE_BYTES, METHODS
 
         self.target = target
         self.timeout = timeout
         options = [
-            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
         self._channel = grpc.insecure_channel(target, options=options)
-        self._predict = self._channel.unary_unary(
-            self.PREDICT,
-            request_serializer=predict_pb2.PredictRequest.SerializeToString,
-            response_deserializer=predict_pb2.PredictResponse.FromString,
-        )
-        self._metadata = self._channel.unary_unary(
-            self.METADATA,
-            request_serializer=get_model_metadata_pb2.GetModelMetadataRequest.SerializeToString,
-            response_deserializer=get_model_metadata_pb2.GetModelMetadataResponse.FromString,
-        )
+        self._predict = METHODS["Predict"].bind(self._channel)
+        self._metadata = METHODS["GetModelMetadata"].bind(self._channel)
         self._signatures: dict[tuple[str, int | None, str | None], dict[str, Any]] = {}
 
     def __enter__(self) -> GrpcClient:
@@ -292,13 +281,13 @@ class GrpcClient:
     ) -> dict[str, Any]:
         """Signatures of the model, keyed by name (``gateway.signatures.Signature``)."""
         from gateway.pb import get_model_metadata_pb2
-        from gateway.signatures import signatures_from_metadata
+        from gateway.signatures import SIGNATURE_DEF_FIELD, signatures_from_metadata
 
         key = (model, version, label)
         if key not in self._signatures:
             request = get_model_metadata_pb2.GetModelMetadataRequest(
                 model_spec=_model_spec(model, version, label, None),
-                metadata_field=["signature_def"],
+                metadata_field=[SIGNATURE_DEF_FIELD],
             )
             response = self._call(self._metadata, request)
             self._signatures[key] = signatures_from_metadata(response)
@@ -340,16 +329,15 @@ class GrpcClient:
         return {alias: to_ndarray(response.outputs[alias]) for alias in response.outputs}
 
 
-def _model_spec(model: str, version: int | None, label: str | None, signature: str | None):
+def _model_spec(model: str, version: int | None, label: str | None, signature: str | None
+                ) -> Any:
     from gateway.pb import model_pb2
+    from gateway.types import ModelRef
 
     if version is not None and label is not None:
         raise ValueError("pass version or label, not both")
-    spec = model_pb2.ModelSpec(name=model, signature_name=signature or "")
-    if version is not None:
-        spec.version.value = int(version)
-    elif label is not None:
-        spec.version_label = label
+    spec = model_pb2.ModelSpec()
+    ModelRef(model, None if version is None else int(version), label).fill(spec, signature)
     return spec
 
 

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.repository.layout import ModelConfigError, model_labels, read_model_config
+from gateway.wire import MAX_MESSAGE_BYTES
+
 __all__ = [
     "MIB",
     "GatewayConfig",
     "add_arguments",
-    "load_model_config",
+    "display_host",
     "parse_duration",
 ]
 
@@ -49,7 +52,7 @@ class GatewayConfig:
     backend_cert_file: str | None = None
     backend_key_file: str | None = None
     backend_server_name: str | None = None
-    max_message_bytes: int = 256 * MIB
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     metadata_ttl: float = 30.0
     gzip_min_bytes: int = 1024
     batch_max_size: int = 0
@@ -104,26 +107,18 @@ class GatewayConfig:
 
     def with_model_config(self, path: str) -> GatewayConfig:
         """Add the model names and labels a ``models.config`` file lists."""
-        labels = load_model_config(path)
+        try:
+            labels = model_labels(read_model_config(path))
+        except ModelConfigError as exc:
+            raise ValueError(exc.message) from None
         models = tuple(dict.fromkeys([*self.models, *labels]))
         merged = {**labels, **self.model_labels}
         return replace(self, models=models, model_labels=merged, model_config_file=path)
 
 
-def load_model_config(path: str | Path) -> dict[str, dict[str, int]]:
-    """``{model name: {label: version}}`` from TF Serving's ModelServerConfig text format."""
-    from google.protobuf import text_format
-
-    from gateway.pb import model_server_config_pb2
-
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(Path(path).read_text(), config)
-    except (OSError, text_format.ParseError) as exc:
-        raise ValueError(f"cannot read model config {path}: {exc}") from exc
-    return {
-        model.name: dict(model.version_labels) for model in config.model_config_list.config
-    }
+def display_host(host: str) -> str:
+    """The address to show a user for a listening ``host`` (wildcards → 127.0.0.1)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 def read_tokens(path: str | Path) -> tuple[str, ...]:

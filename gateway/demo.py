@@ -3,34 +3,31 @@
 Train a small Keras digit classifier on ``load_digits`` (input layer ``image``, output
 layer ``prediction``), export it with :func:`gateway.export_savedmodel`, publish it into
 ``WORKDIR/models/digits``, serve it with the embedded model server and the gateway in this
-process (:class:`LocalStack`), then ask for the same held-out digits three ways: CloudML
-JSON, TF Serving JSON and gRPC with the official ``tensorflow_serving.apis`` stub.
+process (``gateway.runtime.LocalStack``), then ask for the same held-out digits three ways:
+CloudML JSON, TF Serving JSON and gRPC with the official ``tensorflow_serving.apis`` stub.
 TensorFlow, Keras and scikit-learn are imported inside functions only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import os
 import shlex
-import signal
-import socket
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gateway.runtime import LocalStack, pick_port, wait_for_stop_signal
+from gateway.signatures import DEFAULT_SIGNATURE
+
 __all__ = [
     "MODEL_NAME",
     "DemoOptions",
     "DigitsData",
-    "LocalStack",
     "build_digits_model",
     "load_digits_split",
     "predict_official_grpc",
@@ -151,121 +148,8 @@ def render_results(
     return "\n\n".join(blocks)
 
 
-# -- serving in this process ------------------------------------------------------------
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port(host: str, requested: int | None, preferred: int) -> int:
-    """``requested`` as given; else ``preferred`` if free, else 0 (any free port)."""
-    if requested is not None:
-        return requested
-    return preferred if _port_free(host, preferred) else 0
-
-
-class LocalStack:
-    """The embedded model server and the gateway on a background event-loop thread.
-
-    Use as a context manager: on entry both are listening and the model is AVAILABLE
-    (``rest_url``/``grpc_target`` say where); on exit the gateway drains and both stop.
-    """
-
-    def __init__(
-        self,
-        base_path: str | os.PathLike[str],
-        model_name: str = MODEL_NAME,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        grpc_port: int = 0,
-        ready_timeout: float = 120.0,
-    ) -> None:
-        self.base_path = Path(base_path).resolve()
-        self.model_name = model_name
-        self.host, self.port, self.grpc_port = host, port, grpc_port
-        self.ready_timeout = ready_timeout
-        self.rest_url = ""
-        self.grpc_target = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._model_server: Any = None
-        self._gateway: Any = None
-
-    def __enter__(self) -> LocalStack:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self, coro: Any, timeout: float) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def start(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tfgw-local-stack", daemon=True
-        )
-        self._thread.start()
-        try:
-            self._run(self._start(), self.ready_timeout + 30)
-        except BaseException:
-            self.stop()
-            raise
-
-    async def _start(self) -> None:
-        from gateway.commands.gateway import start_gateway
-        from gateway.config import GatewayConfig
-        from gateway.modelserver import ModelServer, ModelServerOptions
-
-        options = ModelServerOptions(
-            model_name=self.model_name, model_base_path=str(self.base_path),
-            host=self.host, port=self.grpc_port,
-        )
-        self._model_server = ModelServer(options)
-        grpc_port = await self._model_server.start()
-        await self._model_server.wait_until_available(self.ready_timeout)
-        self.grpc_target = f"{self.host}:{grpc_port}"
-        config = GatewayConfig(
-            backends=(self.grpc_target,), host=self.host, port=self.port,
-            models=(self.model_name,), default_model=self.model_name, access_log=False,
-        )
-        self._gateway = await start_gateway(config)
-        self.rest_url = self._gateway.url
-
-    async def _stop(self) -> None:
-        try:
-            if self._gateway is not None:
-                await self._gateway.stop()
-        finally:
-            if self._model_server is not None:
-                await self._model_server.stop()
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        loop, thread = self._loop, self._thread
-        try:
-            if loop.is_running():
-                self._run(self._stop(), 60)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=30)
-            if not loop.is_running():
-                loop.close()
-            self._loop = self._thread = None
-
-
 # -- the three request paths ------------------------------------------------------------
-def predict_cloudml(rest_url: str, images: np.ndarray, signature: str = "serving_default"
+def predict_cloudml(rest_url: str, images: np.ndarray, signature: str = DEFAULT_SIGNATURE
                     ) -> np.ndarray:
     """CloudML/tfdeploy JSON to ``/{signature}/predict``; class per image."""
     from gateway.client import RestClient
@@ -294,7 +178,7 @@ def predict_official_grpc(target: str, images: np.ndarray, model: str = MODEL_NA
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.model_spec.signature_name = "serving_default"
+    request.model_spec.signature_name = DEFAULT_SIGNATURE
     request.inputs["image"].CopyFrom(tf.make_tensor_proto(images, dtype=tf.float32))
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -361,18 +245,6 @@ def _query_all(stack: LocalStack, images: np.ndarray) -> np.ndarray:
     ], axis=1)
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT,
-                                                                      signal.SIGTERM)}
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_demo(options: DemoOptions) -> int:
     """Train → export → publish → serve → predict three ways; 0 if all paths agree."""
     console = _console()
@@ -400,7 +272,7 @@ def _serve_and_compare(console: Any, options: DemoOptions, base_path: Path,
     images = data.x_test[: options.samples]
     labels = data.y_test[: options.samples]
     stack = LocalStack(
-        base_path, host=options.host,
+        base_path, MODEL_NAME, host=options.host,
         port=pick_port(options.host, options.port, 8089),
         grpc_port=pick_port(options.host, options.grpc_port, 8500),
     )
@@ -419,7 +291,7 @@ def _serve_and_compare(console: Any, options: DemoOptions, base_path: Path,
         _print_urls(stack, images[0])
         if options.keep_running:
             print("serving until Ctrl-C (SIGINT) or SIGTERM ...", flush=True)
-            _wait_for_signal()
+            wait_for_stop_signal()
         else:
             print("stopping (run `tfgw demo --keep-running` to keep serving)", flush=True)
     finally:

@@ -29,8 +29,9 @@ from gateway.pb import (
     batching_parameters_pb2,
     get_model_status_pb2,
     model_pb2,
-    model_server_config_pb2,
 )
+from gateway.repository.layout import is_savedmodel, model_name_for, read_model_config
+from gateway.wire import METHODS
 
 __all__ = [
     "GRPC_PORT",
@@ -51,7 +52,6 @@ REST_PORT = 8501
 MODELS_DIR = PurePosixPath("/models")
 CONFIG_DIR = PurePosixPath("/tfgw")
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-_STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
 
 
 class DockerUnavailable(BackendUnavailable):
@@ -126,37 +126,30 @@ def _single_model(path: Path, model_name: str | None) -> tuple[dict, list[str], 
     path = path.expanduser().resolve()
     if not path.is_dir():
         raise InvalidInput(f"model path {str(path)!r} is not a directory")
-    is_savedmodel = any((path / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt"))
-    numbered = is_savedmodel and path.name.isdigit()
-    default = path.parent.name if numbered else path.name
-    name = validate_model_name(default if model_name is None else model_name)
+    name = validate_model_name(model_name_for(path) if model_name is None else model_name)
     base = MODELS_DIR / name
-    target = base / (path.name if numbered else "1") if is_savedmodel else base
+    target = base
+    if is_savedmodel(path):  # one SavedModel: a version of its own (its number, or 1)
+        target = base / (path.name if path.name.isdigit() else "1")
     volumes = {str(path): {"bind": str(target), "mode": "ro"}}
     return volumes, [f"--model_name={name}", f"--model_base_path={base}"], [name]
 
 
 def _config_models(config_file: Path) -> tuple[dict, str, list[str]]:
-    config_file = config_file.expanduser().resolve()
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(config_file.read_text(), config)
-    except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
-        raise InvalidInput(f"cannot read models.config {str(config_file)!r}: {exc}") from None
+    """Mount each model's host base path at ``/models/NAME`` and point the config there."""
+    config = read_model_config(config_file.expanduser().resolve())
     if config.WhichOneof("config") != "model_config_list":
         raise InvalidInput(f"{str(config_file)!r} has no model_config_list")
     volumes: dict[str, dict[str, str]] = {}
     names: list[str] = []
     for model in config.model_config_list.config:
-        name = validate_model_name(model.name)
-        if name in names:
-            raise InvalidInput(f"model {name!r} appears twice in {str(config_file)!r}")
-        host_base = (config_file.parent / Path(model.base_path).expanduser()).resolve()
+        host_base = Path(model.base_path).expanduser().resolve()
         if not host_base.is_dir():
-            raise InvalidInput(f"base_path of model {name!r} is not a directory: {host_base}")
-        model.base_path = str(MODELS_DIR / name)
+            raise InvalidInput(f"base_path of model {model.name!r} is not a directory: "
+                               f"{host_base}")
+        model.base_path = str(MODELS_DIR / model.name)
         volumes[str(host_base)] = {"bind": model.base_path, "mode": "ro"}
-        names.append(name)
+        names.append(model.name)
     if not names:
         raise InvalidInput(f"{str(config_file)!r} lists no models")
     return volumes, text_format.MessageToString(config), names
@@ -174,11 +167,7 @@ def _batching_text(path: Path) -> str:
 def model_status_problem(target: str, models: Sequence[str], timeout: float) -> str | None:
     """``None`` when every model has an AVAILABLE version at ``target``, else why not."""
     with grpc.insecure_channel(target) as channel:
-        get_status = channel.unary_unary(
-            _STATUS_METHOD,
-            request_serializer=get_model_status_pb2.GetModelStatusRequest.SerializeToString,
-            response_deserializer=get_model_status_pb2.GetModelStatusResponse.FromString,
-        )
+        get_status = METHODS["GetModelStatus"].bind(channel)
         for name in models:
             request = get_model_status_pb2.GetModelStatusRequest(
                 model_spec=model_pb2.ModelSpec(name=name)

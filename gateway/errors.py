@@ -21,6 +21,7 @@ __all__ = [
     "ResourceExhausted",
     "Unauthenticated",
     "Unimplemented",
+    "UsageError",
     "http_status",
 ]
 
@@ -129,3 +130,8 @@ class BackendUnavailable(GatewayError):
 
 class DeadlineExceeded(GatewayError):
     code = Code.DEADLINE_EXCEEDED
+
+
+class UsageError(Exception):
+    """A bad command-line argument found after parsing: ``tfgw`` prints it on one line and
+    exits with status 2 (not a client-facing error, so not a ``GatewayError``)."""

@@ -9,179 +9,72 @@ stay in ``gateway.http``; gRPC concerns stay in ``gateway.backend``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gateway import codec
 from gateway.backend import Backend
+from gateway.batching import Batcher, BatchPolicy, Send
 from gateway.config import GatewayConfig
-from gateway.errors import Code, DeadlineExceeded, GatewayError, InvalidInput
+from gateway.deadlines import now, remaining
+from gateway.errors import Code, GatewayError
+from gateway.metadata import MetadataCache, entry_from_metadata
 from gateway.metrics import Metrics
-from gateway.openapi import ModelEntry
 from gateway.pb import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_pb2,
     predict_pb2,
     regression_pb2,
-    types_pb2,
 )
-from gateway.signatures import Signature, select_signature, signatures_from_metadata
-from gateway.tensors import fill_tensor_proto, to_ndarray
+from gateway.signatures import SIGNATURE_DEF_FIELD, select_signature
+from gateway.tensors import datatype_of, fill_tensor_proto, to_ndarray
+from gateway.types import ModelEntry, ModelRef
 
-__all__ = ["MetadataCache", "ModelEntry", "ModelRef", "Service", "now"]
+__all__ = ["Service"]
 
 log = logging.getLogger(__name__)
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-now = time.monotonic
-"""The clock deadlines are measured on (``asyncio``'s default loop clock too)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    """Which servable: a model name plus an optional version number or label."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-
-    def fill(self, spec: model_pb2.ModelSpec, signature_name: str | None = None) -> None:
-        spec.name = self.name
-        if self.version is not None:
-            spec.version.value = self.version
-        elif self.label is not None:
-            spec.version_label = self.label
-        if signature_name:
-            spec.signature_name = signature_name
+BatcherFactory = Callable[[Send, Metrics], Batcher]
 
 
-def remaining(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (on :func:`now`); raises once it has passed."""
-    if deadline is None:
+def configured_batcher(config: GatewayConfig) -> BatcherFactory | None:
+    """The batcher ``config`` asks for (per-model sizes and timeouts), or ``None``."""
+    if not config.batching:
         return None
-    left = deadline - now()
-    if left <= 0:
-        raise DeadlineExceeded("deadline exceeded")
-    return left
 
+    def policy(ref: ModelRef, _signature_name: str) -> BatchPolicy | None:
+        max_size, timeout_ms = config.batch_setting(ref.name)
+        return BatchPolicy(max_size, timeout_ms) if max_size > 1 else None
 
-@dataclass(slots=True)
-class _Entry:
-    signatures: dict[str, Signature]
-    version: int | None
-    fetched: float
+    def build(send: Send, metrics: Metrics) -> Batcher:
+        return Batcher(send, max_size=max(config.batch_max_size, 1),
+                       timeout_ms=config.batch_timeout_ms, metrics=metrics, policy=policy)
 
-
-class MetadataCache:
-    """Signatures per :class:`ModelRef`; one GetModelMetadata in flight per key.
-
-    A pinned version's signatures never change, so its entry lives until evicted; entries
-    for "latest" or a label are dropped when a predict is answered by another version and
-    refetched after ``ttl`` seconds (while the stale entry keeps serving).
-    """
-
-    def __init__(self, fetch: Callable[[ModelRef, float | None], Any], ttl: float) -> None:
-        self._fetch = fetch
-        self._ttl = ttl
-        self._entries: dict[ModelRef, _Entry] = {}
-        self._pending: dict[ModelRef, asyncio.Future[_Entry]] = {}
-
-    async def get(self, ref: ModelRef, deadline: float | None) -> _Entry:
-        entry = self._entries.get(ref)
-        if entry is not None:
-            if ref.version is None and now() - entry.fetched > self._ttl:
-                self._refresh_in_background(ref)
-            return entry
-        return await self._load(ref, deadline)
-
-    def put(self, ref: ModelRef, entry: _Entry) -> None:
-        self._entries[ref] = entry
-
-    def peek(self, ref: ModelRef) -> _Entry | None:
-        return self._entries.get(ref)
-
-    def note_answer(self, ref: ModelRef, version: int | None) -> None:
-        """A predict for ``ref`` was answered by ``version``: drop a stale entry."""
-        entry = self._entries.get(ref)
-        if entry is not None and version is not None and entry.version != version:
-            del self._entries[ref]
-
-    def invalidate(self, name: str) -> None:
-        for ref in [r for r in self._entries if r.name == name]:
-            del self._entries[ref]
-
-    async def _load(self, ref: ModelRef, deadline: float | None) -> _Entry:
-        pending = self._pending.get(ref)
-        if pending is None:
-            pending = asyncio.ensure_future(self._fetch_entry(ref, deadline))
-            self._pending[ref] = pending
-            pending.add_done_callback(lambda _f: self._pending.pop(ref, None))
-        return await asyncio.shield(pending)
-
-    async def _fetch_entry(self, ref: ModelRef, deadline: float | None) -> _Entry:
-        response = await self._fetch(ref, deadline)
-        entry = _entry_from_metadata(response)
-        self._entries[ref] = entry
-        return entry
-
-    def _refresh_in_background(self, ref: ModelRef) -> None:
-        if ref in self._pending:
-            return
-        self._entries[ref].fetched = now()  # one refresh per ttl, even if it fails
-        task = asyncio.ensure_future(self._load(ref, now() + 10.0))
-        task.add_done_callback(_log_refresh_failure)
-
-
-def _log_refresh_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("metadata refresh failed: %s", task.exception())
-
-
-def _entry_from_metadata(resp: get_model_metadata_pb2.GetModelMetadataResponse) -> _Entry:
-    version = resp.model_spec.version.value if resp.model_spec.HasField("version") else None
-    return _Entry(signatures_from_metadata(resp), version, now())
-
-
-_DATATYPES = {
-    "float32": types_pb2.DT_FLOAT, "float64": types_pb2.DT_DOUBLE,
-    "float16": types_pb2.DT_HALF, "bfloat16": types_pb2.DT_BFLOAT16,
-    "int8": types_pb2.DT_INT8, "int16": types_pb2.DT_INT16, "int32": types_pb2.DT_INT32,
-    "int64": types_pb2.DT_INT64, "uint8": types_pb2.DT_UINT8, "uint16": types_pb2.DT_UINT16,
-    "uint32": types_pb2.DT_UINT32, "uint64": types_pb2.DT_UINT64, "bool": types_pb2.DT_BOOL,
-    "complex64": types_pb2.DT_COMPLEX64, "complex128": types_pb2.DT_COMPLEX128,
-    "object": types_pb2.DT_STRING,
-}
-
-
-def datatype_of(array: np.ndarray, hint: int | None = None) -> int:
-    """The DataType to send ``array`` as: the signature's dtype, else from numpy's."""
-    if hint is not None:
-        return hint
-    try:
-        return _DATATYPES[array.dtype.name]
-    except KeyError:
-        raise InvalidInput(f"cannot send numpy dtype {array.dtype} to the backend") from None
+    return build
 
 
 class Service:
     """Predict/classify/regress/status/metadata for the HTTP edge; bodies are JSON bytes."""
 
     def __init__(
-        self, backend: Backend, config: GatewayConfig, metrics: Metrics | None = None
+        self, backend: Backend, config: GatewayConfig, *, metrics: Metrics | None = None,
+        batcher: BatcherFactory | None = None,
     ) -> None:
+        """``batcher`` builds the micro-batcher from this service's ``send`` and metrics
+        (default: :func:`configured_batcher` when the config turns batching on)."""
         self.backend = backend
         self.config = config
         self.metrics = metrics or Metrics()
         self.cache = MetadataCache(self._fetch_metadata, config.metadata_ttl)
         self._known: dict[str, None] = dict.fromkeys(config.known_models())
-        self.batcher: Any = self._make_batcher() if config.batching else None
+        factory = batcher or configured_batcher(config)
+        self.batcher: Batcher | None = factory(self.send, self.metrics) if factory else None
 
     # -- models -----------------------------------------------------------------------
     @property
@@ -300,7 +193,7 @@ class Service:
 
     async def model_metadata(self, ref: ModelRef, *, deadline: float | None) -> bytes:
         response = await self._fetch_metadata(ref, deadline)
-        self.cache.put(ref, _entry_from_metadata(response))
+        self.cache.put(ref, entry_from_metadata(response))
         self.learn(ref.name)
         return codec.encode_model_metadata(response)
 
@@ -326,7 +219,8 @@ class Service:
     async def _fetch_metadata(
         self, ref: ModelRef, deadline: float | None
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            metadata_field=[SIGNATURE_DEF_FIELD])
         ref.fill(request.model_spec)
         self.metrics.metadata_fetches.labels(ref.name).inc()
         return await self._call("GetModelMetadata", request, remaining(deadline))
@@ -342,15 +236,3 @@ class Service:
             raise
         finally:
             self.metrics.backend_call(method).observe(now() - started)
-
-    def _make_batcher(self) -> Any:
-        from gateway.batching import Batcher, BatchPolicy
-
-        config = self.config
-
-        def policy(ref: ModelRef, _signature_name: str) -> BatchPolicy | None:
-            max_size, timeout_ms = config.batch_setting(ref.name)
-            return BatchPolicy(max_size, timeout_ms) if max_size > 1 else None
-
-        return Batcher(self.send, max_size=max(config.batch_max_size, 1),
-                       timeout_ms=config.batch_timeout_ms, metrics=self.metrics, policy=policy)

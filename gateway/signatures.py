@@ -14,17 +14,28 @@ from gateway.errors import GatewayError, InvalidInput
 from gateway.pb import get_model_metadata_pb2, meta_graph_pb2, types_pb2
 
 __all__ = [
+    "CLASSIFY_METHOD",
     "DEFAULT_SIGNATURE",
+    "PREDICT_METHOD",
+    "REGRESS_METHOD",
+    "SIGNATURE_DEF_FIELD",
     "SIGNATURE_DEF_MAP_TYPE_URL",
     "Signature",
     "TensorSpec",
+    "is_signature_def_map",
     "select_signature",
     "signatures_from_metadata",
     "signatures_from_signature_defs",
 ]
 
 DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+SIGNATURE_DEF_FIELD = "signature_def"
+"""The GetModelMetadata field (the only one TF Serving serves) holding a SignatureDefMap."""
 SIGNATURE_DEF_MAP_TYPE_URL = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+"""The ``Any`` type URL of that field, upstream's type name (our protos are wire-identical)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +92,18 @@ def signatures_from_metadata(
     response: get_model_metadata_pb2.GetModelMetadataResponse,
 ) -> dict[str, Signature]:
     """Signatures keyed by name from a GetModelMetadata response (any type-URL prefix)."""
-    packed = response.metadata.get("signature_def")
+    packed = response.metadata.get(SIGNATURE_DEF_FIELD)
     if packed is None:
         raise GatewayError("backend metadata has no signature_def")
-    if not packed.type_url.endswith("/tensorflow.serving.SignatureDefMap"):
+    if not is_signature_def_map(packed.type_url):
         raise GatewayError(f"unexpected signature_def type {packed.type_url!r}")
     sig_map = get_model_metadata_pb2.SignatureDefMap.FromString(packed.value)
     return signatures_from_signature_defs(sig_map.signature_def)
+
+
+def is_signature_def_map(type_url: str) -> bool:
+    """Whether an ``Any`` holds a SignatureDefMap (any type-URL prefix, as protobuf allows)."""
+    return type_url.rsplit("/", 1)[-1] == SIGNATURE_DEF_MAP_TYPE_URL.rsplit("/", 1)[-1]
 
 
 def select_signature(signatures: Mapping[str, Signature], name: str | None) -> Signature:

@@ -16,8 +16,8 @@ import numpy as np
 from gateway.errors import InvalidInput
 from gateway.pb import tensor_pb2, tensor_shape_pb2, types_pb2
 
-__all__ = ["FLOAT_TYPES", "INT_TYPES", "dtype_name", "fill_tensor_proto", "numpy_dtype",
-           "to_ndarray", "to_tensor_proto"]
+__all__ = ["FLOAT_TYPES", "INT_TYPES", "datatype_of", "dtype_name", "fill_tensor_proto",
+           "numpy_dtype", "to_ndarray", "to_tensor_proto"]
 
 DT = types_pb2.DataType
 FLOAT_TYPES = frozenset({DT.DT_FLOAT, DT.DT_DOUBLE, DT.DT_HALF, DT.DT_BFLOAT16})
@@ -62,6 +62,24 @@ _VAL_FIELD: dict[int, str] = {
     DT.DT_COMPLEX128: "dcomplex_val",
     DT.DT_STRING: "string_val",
 }
+
+
+_DATATYPE_BY_NUMPY: dict[str, int] = {
+    **{np.dtype(spec).name: dtype for dtype, spec in _NUMPY.items()},
+    "bfloat16": DT.DT_BFLOAT16,
+    "object": DT.DT_STRING,
+}
+"""numpy dtype name → DataType: the reverse of :func:`numpy_dtype`."""
+
+
+def datatype_of(array: np.ndarray, hint: int | None = None) -> int:
+    """The DataType to send ``array`` as: ``hint`` (the signature's dtype), else numpy's."""
+    if hint is not None:
+        return hint
+    try:
+        return _DATATYPE_BY_NUMPY[array.dtype.name]
+    except KeyError:
+        raise InvalidInput(f"cannot send numpy dtype {array.dtype} to the backend") from None
 
 
 def dtype_name(dtype: int) -> str:

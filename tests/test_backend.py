@@ -10,9 +10,10 @@ import pytest
 from support.gateway_app import FakeBackend
 from support.net import free_port
 
-from gateway.backend import METHODS, Backend, BackendOptions, channel_targets
+from gateway.backend import Backend, BackendOptions, channel_targets
 from gateway.errors import BackendUnavailable, Code, DeadlineExceeded, GatewayError
 from gateway.pb import get_model_status_pb2, predict_pb2
+from gateway.wire import METHODS
 
 
 def _status_request(name: str = "half") -> get_model_status_pb2.GetModelStatusRequest:

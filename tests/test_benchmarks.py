@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 if str(ROOT) not in sys.path:  # ``benchmarks`` is a directory of the repo, not installed
     sys.path.insert(0, str(ROOT))
 

@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from support import models
 from support.net import free_port, port_open, wait_for
+from support.paths import REPO_ROOT
 from support.servers import start_modelserver, stop_process
 
 from gateway.client import ClientError, GrpcClient, RestClient
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "client-test-token"
 pytestmark = pytest.mark.timeout(300)
 

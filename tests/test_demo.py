@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.net import free_port, wait_for
+from support.paths import REPO_ROOT
 from support.servers import stop_process
 
 from gateway.demo import SHADES, render_digit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 AGREE_LINE = "12/12 predictions agree across REST (CloudML), REST (TF Serving) and gRPC"
 pytestmark = pytest.mark.timeout(300)
 

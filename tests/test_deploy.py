@@ -29,11 +29,12 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from google.protobuf import text_format
 from support.net import free_port
+from support.paths import REPO_ROOT
 
 from gateway.docker_backend import TFSERVING_IMAGE
 from gateway.pb import batching_parameters_pb2, model_server_config_pb2, monitoring_config_pb2
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 TF_SERVING_DIR = REPO / "deploy" / "tf_serving"
 K8S_DIR = REPO / "deploy" / "k8s"
 COMPOSE_SCHEMA = REPO / "tests" / "data" / "deploy" / "compose_spec.json"

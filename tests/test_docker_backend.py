@@ -23,6 +23,7 @@ import grpc
 import pytest
 from google.protobuf import text_format
 from support.net import free_port
+from support.paths import REPO_ROOT
 
 from gateway import docker_backend
 from gateway.docker_backend import (
@@ -35,7 +36,6 @@ from gateway.docker_backend import (
 )
 from gateway.errors import BackendUnavailable, InvalidInput
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCHING = REPO_ROOT / "deploy" / "tf_serving" / "batching_parameters.txt"
 
 
@@ -165,13 +165,13 @@ def test_models_config_base_paths_are_mounted_and_rewritten(
     ("text", "message"),
     [
         ("model_config_list { config { name: 'x' base_path: 'nope' } }", "not a directory"),
-        ("model_config_list { config { nme: 'x' } }", "cannot read models.config"),
+        ("model_config_list { config { nme: 'x' } }", "invalid ModelServerConfig"),
         ("", "has no model_config_list"),
         ("model_config_list { }", "lists no models"),
         (
             "model_config_list { config { name: 'a' base_path: 'models/digits' }"
             " config { name: 'a' base_path: 'models/digits' } }",
-            "appears twice",
+            "configured twice",
         ),
         ("model_config_list { config { name: '..' base_path: 'models' } }", "invalid model"),
     ],

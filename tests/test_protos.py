@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from support.paths import REPO_ROOT
 
 import gateway.pb
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 OFFICIAL_MODULES = [
     "tensorflow.core.framework.tensor_pb2",
     "tensorflow.core.framework.tensor_shape_pb2",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 SETUP_COMMAND = (
     "python3.11 -m venv .venv && .venv/bin/pip install -e '.[server]' && .venv/bin/tfgw demo"
 )

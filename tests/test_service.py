@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import numpy as np
 import pytest
 from support.gateway_app import FakeBackend
 
 from gateway.backend import Backend
 from gateway.config import GatewayConfig
-from gateway.errors import InvalidInput
-from gateway.openapi import ModelEntry
-from gateway.pb import model_pb2, types_pb2
-from gateway.service import ModelRef, Service, datatype_of
+from gateway.service import Service
+from gateway.types import ModelEntry, ModelRef
 
 
 @pytest.fixture
@@ -36,28 +33,6 @@ async def make_service(fake: FakeBackend) -> AsyncIterator:
     yield make
     for service in made:
         await service.close()
-
-
-def test_model_ref_fills_spec() -> None:
-    spec = model_pb2.ModelSpec()
-    ModelRef("m", version=3).fill(spec, "sig")
-    assert (spec.name, spec.version.value, spec.signature_name) == ("m", 3, "sig")
-    spec = model_pb2.ModelSpec()
-    ModelRef("m", label="canary").fill(spec)
-    assert spec.WhichOneof("version_choice") == "version_label"
-    assert spec.version_label == "canary"
-    spec = model_pb2.ModelSpec()
-    ModelRef("m").fill(spec)
-    assert spec.WhichOneof("version_choice") is None
-
-
-def test_datatype_of() -> None:
-    assert datatype_of(np.zeros(2, np.float32)) == types_pb2.DT_FLOAT
-    assert datatype_of(np.zeros(2, np.uint8)) == types_pb2.DT_UINT8
-    assert datatype_of(np.array([b"a"], dtype=object)) == types_pb2.DT_STRING
-    assert datatype_of(np.zeros(2, np.float32), types_pb2.DT_HALF) == types_pb2.DT_HALF
-    with pytest.raises(InvalidInput):
-        datatype_of(np.zeros(2, "datetime64[s]"))
 
 
 async def test_concurrent_cold_requests_fetch_metadata_once(
@@ -115,8 +90,8 @@ async def test_names_seen_in_requests_are_learned(make_service) -> None:
 
 
 async def test_expired_deadline_fails_before_backend(make_service, fake: FakeBackend) -> None:
+    from gateway.deadlines import now
     from gateway.errors import DeadlineExceeded
-    from gateway.service import now
 
     service = make_service()
     with pytest.raises(DeadlineExceeded):
@@ -135,3 +110,15 @@ async def test_status_showing_a_new_latest_version_drops_cached_metadata(
     fake.models["half"].versions[3] = lambda a: {"y": a["x"]}
     await service.ready()
     assert service.cache.peek(ModelRef("half")) is None
+
+
+async def test_service_batches_only_the_models_configured() -> None:
+    config = GatewayConfig(batch_max_size=0, batch_models={"digits": (16, 3.0), "off": (1, 2.0)})
+    service = Service(Backend(config.backends), config)
+    try:
+        policy = service.batcher.policy_for(ModelRef("digits"), "serving_default")
+        assert (policy.max_size, policy.timeout_ms) == (16, 3.0)
+        assert service.batcher.policy_for(ModelRef("off"), "serving_default") is None
+        assert service.batcher.policy_for(ModelRef("other"), "serving_default") is None
+    finally:
+        await service.close()

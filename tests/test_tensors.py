@@ -10,7 +10,7 @@ import pytest
 
 from gateway.errors import InvalidInput
 from gateway.pb import tensor_pb2, types_pb2
-from gateway.tensors import dtype_name, numpy_dtype, to_ndarray, to_tensor_proto
+from gateway.tensors import datatype_of, dtype_name, numpy_dtype, to_ndarray, to_tensor_proto
 
 DT = types_pb2.DataType
 
@@ -204,3 +204,12 @@ def test_numpy_dtype_of_strings_is_object() -> None:
     assert numpy_dtype(DT.DT_STRING) == np.dtype(object)
     assert dtype_name(DT.DT_FLOAT) == "DT_FLOAT"
     assert dtype_name(999) == "DataType(999)"
+
+
+def test_datatype_of() -> None:
+    assert datatype_of(np.zeros(2, np.float32)) == types_pb2.DT_FLOAT
+    assert datatype_of(np.zeros(2, np.uint8)) == types_pb2.DT_UINT8
+    assert datatype_of(np.array([b"a"], dtype=object)) == types_pb2.DT_STRING
+    assert datatype_of(np.zeros(2, np.float32), types_pb2.DT_HALF) == types_pb2.DT_HALF
+    with pytest.raises(InvalidInput):
+        datatype_of(np.zeros(2, "datetime64[s]"))

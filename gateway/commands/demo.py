@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.cli import UsageError
+from gateway.errors import UsageError
 
 __all__ = ["configure", "run"]
 

@@ -9,10 +9,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli import UsageError
+from gateway.errors import UsageError
 
 if TYPE_CHECKING:
-    from gateway.savedmodel import SavedModelInfo
+    from gateway.repository.savedmodel import SavedModelInfo
     from gateway.signatures import TensorSpec
 
 
@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _as_json(info: SavedModelInfo) -> bytes:
     import orjson
 
-    from gateway.savedmodel import example_request
+    from gateway.codec.samples import example_request
 
     def spec(s: TensorSpec) -> dict[str, Any]:
         return {"name": s.name, "dtype": s.dtype_name,
@@ -49,7 +49,7 @@ def _as_json(info: SavedModelInfo) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.errors import GatewayError
-    from gateway.savedmodel import describe, read_savedmodel, resolve_savedmodel_dir
+    from gateway.repository.savedmodel import describe, read_savedmodel, resolve_savedmodel_dir
 
     try:
         info = read_savedmodel(resolve_savedmodel_dir(args.path))
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(describe(info) + "\n")
     if args.graph:
-        from gateway.savedmodel import write_graph_log
+        from gateway.repository.savedmodel import write_graph_log
 
         logdir = write_graph_log(info.path, args.graph)
         sys.stderr.write(f"graph written to {logdir} (view: tensorboard --logdir {logdir})\n")

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from gateway.cli import UsageError
-from gateway.modelserver.options import DEFAULT_MAX_MESSAGE_BYTES
+from gateway.errors import UsageError
+from gateway.wire import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from gateway.modelserver.options import ModelServerOptions
@@ -88,7 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max_message_bytes",
         dest="max_message_bytes",
         type=_positive_int,
-        default=DEFAULT_MAX_MESSAGE_BYTES,
+        default=MAX_MESSAGE_BYTES,
         help="max gRPC message size both ways (default 256 MiB)",
     )
     parser.add_argument(
@@ -143,45 +142,32 @@ def _check_config(options: ModelServerOptions) -> None:
         raise UsageError(exc.message) from None
 
 
-async def _serve(options: ModelServerOptions, grace: float, early: _EarlySignal) -> int:
+async def _serve(options: ModelServerOptions, grace: float) -> int:
+    from gateway.config import display_host
     from gateway.errors import GatewayError
     from gateway.modelserver import ModelServer
+    from gateway.runtime import StopSignals
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if early.received:  # a signal before the loop took over: start, then stop cleanly
-        stop.set()
-    server = ModelServer(options)
-    try:
-        port = await server.start()
-    except GatewayError as exc:
-        raise UsageError(exc.message.split(";")[0]) from None
-    host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
-    print(f"tfgw modelserver: gRPC on grpc://{host}:{port} (bound to {options.host})", flush=True)
-    await stop.wait()
-    print("tfgw modelserver: shutting down (draining in-flight calls)", flush=True)
-    await server.stop(grace)
+    with StopSignals() as signals:  # a signal before the loop took over: start, then stop
+        server = ModelServer(options)
+        try:
+            port = await server.start()
+        except GatewayError as exc:
+            raise UsageError(exc.message.split(";")[0]) from None
+        print(f"tfgw modelserver: gRPC on grpc://{display_host(options.host)}:{port} "
+              f"(bound to {options.host})", flush=True)
+        await signals.wait()
+        print("tfgw modelserver: shutting down (draining in-flight calls)", flush=True)
+        await server.stop(grace)
     return 0
 
 
-class _EarlySignal:
-    """Remembers a SIGTERM/SIGINT that arrives before the event loop handles signals."""
-
-    def __init__(self) -> None:
-        self.received = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.received = True
-
-
 def run(args: argparse.Namespace) -> int:
+    from gateway.runtime import StopSignals
+
     options = options_from_args(args)
     _check_config(options)
-    early = _EarlySignal()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, early)
-    code = asyncio.run(_serve(options, args.grace_seconds, early))
+    StopSignals.early()
+    code = asyncio.run(_serve(options, args.grace_seconds))
     sys.stdout.flush()
     return code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import UsageError
+from gateway.errors import UsageError
 
 
 def _positive(text: str) -> int:
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.errors import GatewayError
-    from gateway.repository import publish
+    from gateway.repository.publish import publish
 
     try:
         result = publish(

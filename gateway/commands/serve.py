@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -19,17 +20,25 @@ import webbrowser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.cli import UsageError
-from gateway.commands.gateway import Stopped, StopSignals, describe_urls, start_gateway
-from gateway.config import GatewayConfig, add_arguments, load_model_config
-from gateway.errors import GatewayError
+from gateway.config import GatewayConfig, add_arguments
+from gateway.errors import GatewayError, UsageError
+from gateway.repository.layout import (
+    CONFIG_FILE,
+    ModelConfigError,
+    ModelServerConfig,
+    is_savedmodel,
+    model_labels,
+    model_name_for,
+    read_model_config,
+    write_model_config,
+)
 
 if TYPE_CHECKING:
     from gateway.http import GatewayServer
+    from gateway.runtime import DockerBackend, EmbeddedBackend, StopSignals
 
-__all__ = ["configure", "default_model_name", "run"]
+__all__ = ["configure", "run"]
 
-READY_TIMEOUT = 300.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,57 +56,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, serve=True)
 
 
-def default_model_name(path: Path) -> str:
-    """Basename of PATH; for a numeric version directory, its parent's basename."""
-    path = path.resolve()
-    if path.name.isdigit() and (path / "saved_model.pb").exists():
-        return path.parent.name
-    return path.name
-
-
 def _model_sources(args: argparse.Namespace) -> tuple[str | None, str | None, list[str]]:
     """(model name, models.config path, model names); validates PATH vs config."""
     if (args.path is None) == (args.model_config_file is None):
         raise UsageError("give a model PATH or --model-config-file FILE (exactly one)")
-    if args.model_config_file:
-        try:
-            names = list(load_model_config(args.model_config_file))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return None, args.model_config_file, names
-    path = Path(args.path)
-    if not path.is_dir():
-        raise UsageError(f"no such model directory: {path}")
-    name = args.model_name or default_model_name(path)
-    return name, _labels_config(path, name), [name]
+    try:
+        if args.model_config_file:
+            config = read_model_config(args.model_config_file)
+            return None, args.model_config_file, list(model_labels(config))
+        path = Path(args.path)
+        if not path.is_dir():
+            raise UsageError(f"no such model directory: {path}")
+        name = args.model_name or model_name_for(path)
+        return name, _labels_config(path, name), [name]
+    except ModelConfigError as exc:
+        raise UsageError(exc.message) from None
 
 
 def _labels_config(path: Path, name: str) -> str | None:
     """A one-model config with the labels of a ``models.config`` beside PATH, if any."""
-    beside = path.resolve().parent / "models.config"
-    if not beside.is_file() or (path / "saved_model.pb").exists():
+    if is_savedmodel(path):
         return None
-    from google.protobuf import text_format
-
-    from gateway.pb import model_server_config_pb2
-
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(beside.read_text(), config)
-    except (OSError, text_format.ParseError):
-        return None
+    config = read_model_config(path.resolve().parent / CONFIG_FILE, missing_ok=True)
     for entry in config.model_config_list.config:
         if entry.name == name:
-            one = model_server_config_pb2.ModelServerConfig()
+            one = ModelServerConfig()
             model = one.model_config_list.config.add()
             model.CopyFrom(entry)
             model.base_path = str(path.resolve())
-            model.model_platform = model.model_platform or "tensorflow"
-            with tempfile.NamedTemporaryFile(
-                "w", prefix="tfgw-serve-", suffix=".config", delete=False
-            ) as handle:
-                handle.write(text_format.MessageToString(one))
-            return handle.name
+            fd, name = tempfile.mkstemp(prefix="tfgw-serve-", suffix=".config")
+            os.close(fd)
+            write_model_config(name, one)
+            return name
     return None
 
 
@@ -131,9 +121,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(args: argparse.Namespace, config: GatewayConfig, name: str | None,
                 config_file: str | None) -> int:
-    backend = _DockerBackend(args, name) if args.backend == "docker" else _Embedded(
-        args, name, config_file
-    )
+    from gateway.runtime import Stopped, StopSignals
+
+    backend = _backend(args, name, config_file)
     with StopSignals() as signals:
         what = config_file if name is None else f"{name} from {args.path}"
         print(f"tfgw serve: loading {what} ({args.backend} backend)", flush=True)
@@ -148,9 +138,37 @@ async def _main(args: argparse.Namespace, config: GatewayConfig, name: str | Non
     return 0
 
 
+def _backend(args: argparse.Namespace, name: str | None, config_file: str | None
+             ) -> EmbeddedBackend | DockerBackend:
+    from gateway.config import display_host
+    from gateway.runtime import DockerBackend, EmbeddedBackend
+
+    if args.backend == "docker":
+        try:
+            from gateway import docker_backend
+        except ImportError:
+            raise UsageError("--backend docker is not available in this installation") from None
+        spec = docker_backend.container_spec(
+            args.path, model_name=None if args.model_config_file else name,
+            model_config_file=args.model_config_file, host=display_host(args.host),
+            grpc_port=args.grpc_port,
+        )
+        return DockerBackend(spec)
+    from gateway.modelserver import ModelServerOptions
+
+    options = ModelServerOptions(
+        model_name=None if config_file else name,
+        model_base_path=None if config_file else str(Path(args.path).resolve()),
+        model_config_file=config_file, host=args.host, port=args.grpc_port,
+    )
+    return EmbeddedBackend(options)
+
+
 async def _serve_gateway(args: argparse.Namespace, config: GatewayConfig, target: str,
                          signals: StopSignals) -> None:
-    server: GatewayServer = await start_gateway(dataclasses.replace(config, backends=(target,)))
+    from gateway.runtime import start_gateway
+
+    server = await start_gateway(dataclasses.replace(config, backends=(target,)))
     try:
         example = await signals.guard(_example_body(server, config.default_model))
         _announce(server.url, target, config, example)
@@ -162,6 +180,8 @@ async def _serve_gateway(args: argparse.Namespace, config: GatewayConfig, target
 
 
 def _announce(url: str, target: str, config: GatewayConfig, example: str | None) -> None:
+    from gateway.runtime import describe_urls
+
     print(f"tfgw serve: gRPC {target}", flush=True)
     print(describe_urls(url, config.known_models()), flush=True)
     if config.default_model and example:
@@ -172,8 +192,8 @@ def _announce(url: str, target: str, config: GatewayConfig, example: str | None)
 
 async def _example_body(server: GatewayServer, name: str | None) -> str | None:
     """A request body for ``name``'s default signature (the docs page's example)."""
+    from gateway.codec.samples import example_request
     from gateway.http.keys import SERVICE_KEY
-    from gateway.openapi_schemas import example_request
     from gateway.signatures import DEFAULT_SIGNATURE
 
     entries = await server.app[SERVICE_KEY].list_models()
@@ -182,65 +202,3 @@ async def _example_body(server: GatewayServer, name: str | None) -> str | None:
     if signature is None or not signature.inputs:
         return None
     return json.dumps(example_request(signature), separators=(",", ":"))
-
-
-def _grpc_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-
-
-class _Embedded:
-    """``gateway.modelserver.ModelServer`` on this process's event loop."""
-
-    def __init__(self, args: argparse.Namespace, name: str | None, config_file: str | None):
-        self.args, self.name, self.config_file = args, name, config_file
-        self.server = None
-
-    async def start(self) -> str:
-        from gateway.modelserver import ModelServer, ModelServerOptions
-
-        options = ModelServerOptions(
-            model_name=None if self.config_file else self.name,
-            model_base_path=None if self.config_file else str(Path(self.args.path).resolve()),
-            model_config_file=self.config_file,
-            host=self.args.host,
-            port=self.args.grpc_port,
-        )
-        self.server = ModelServer(options)
-        port = await self.server.start()
-        await self.server.wait_until_available(READY_TIMEOUT)
-        return f"{_grpc_host(self.args.host)}:{port}"
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-
-
-class _DockerBackend:
-    """The official ``tensorflow/serving`` container (``gateway.docker_backend``)."""
-
-    def __init__(self, args: argparse.Namespace, name: str | None) -> None:
-        self.args, self.name = args, name
-        self.container = None
-
-    async def start(self) -> str:
-        try:
-            from gateway import docker_backend
-        except ImportError:
-            raise UsageError("--backend docker is not available in this installation") from None
-        try:
-            spec = docker_backend.container_spec(
-                self.args.path, model_name=None if self.args.model_config_file else self.name,
-                model_config_file=self.args.model_config_file,
-                host=_grpc_host(self.args.host), grpc_port=self.args.grpc_port,
-            )
-            self.container = docker_backend.DockerTFServing(spec)
-            await asyncio.to_thread(self.container.start)
-            await asyncio.to_thread(self.container.wait_healthy)
-        except GatewayError:
-            await self.stop()
-            raise
-        return self.container.target
-
-    async def stop(self) -> None:
-        if self.container is not None:
-            await asyncio.to_thread(self.container.stop)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from gateway.cli import UsageError
+from gateway.errors import UsageError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from gateway.errors import GatewayError
-    from gateway.repository import versions
+    from gateway.repository.publish import versions
 
     try:
         infos = versions(args.base_path)

@@ -1,19 +1,11 @@
-"""The HTTP edge (the only aiohttp user besides the docs pages): app, routes, middlewares.
+"""The HTTP edge, the only aiohttp user: app, routes, middlewares, docs and OpenAPI.
 
-Exports resolve lazily so ``gateway.http.keys`` can be imported (by ``gateway.docs``)
-without pulling in the app, which itself mounts the docs routes.
+``create_app(config, service)`` builds the application; ``GatewayServer`` runs it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.http.app import create_app
+from gateway.http.server import GatewayServer
 
 __all__ = ["GatewayServer", "create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from gateway.http import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'gateway.http' has no attribute {name!r}")

@@ -12,10 +12,10 @@ import hmac
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.config import GatewayConfig, parse_duration
 from gateway.errors import (
@@ -32,7 +32,6 @@ from gateway.metrics import Metrics
 
 __all__ = ["build_middlewares", "error_response"]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("gateway.http")
 access_log = logging.getLogger("gateway.access")
 
@@ -51,9 +50,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def build_middlewares(config: GatewayConfig, metrics: Metrics,
-                      trimmer: Trimmer | None = None) -> list[object]:
+                      trimmer: Trimmer | None = None) -> list[Middleware]:
     public = UNAUTHENTICATED_PATHS | ({config.health_route} if config.health_route else set())
-    chain: list[object] = [_observe(metrics, config.access_log, trimmer or Trimmer())]
+    chain: list[Middleware] = [_observe(metrics, config.access_log, trimmer or Trimmer())]
     if config.cors_origins:
         chain.append(_cors(frozenset(config.cors_origins)))
     chain += [_compress(config.gzip_min_bytes), _errors]
@@ -63,7 +62,7 @@ def build_middlewares(config: GatewayConfig, metrics: Metrics,
     return chain
 
 
-def _observe(metrics: Metrics, log_access: bool, trimmer: Trimmer) -> object:
+def _observe(metrics: Metrics, log_access: bool, trimmer: Trimmer) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.monotonic()
@@ -123,7 +122,7 @@ def _log_access(request: web.Request, route: str, model: str, status: int, elaps
     access_log.info(orjson.dumps(record).decode())
 
 
-def _cors(origins: frozenset[str]) -> object:
+def _cors(origins: frozenset[str]) -> Middleware:
     any_origin = "*" in origins
 
     def allowed(origin: str | None) -> bool:
@@ -161,7 +160,7 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-def _compress(min_bytes: int) -> object:
+def _compress(min_bytes: int) -> Middleware:
     @web.middleware
     async def compress(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
@@ -213,7 +212,7 @@ def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     return exc.reason
 
 
-def _auth(tokens: list[bytes], public: frozenset[str] | set[str]) -> object:
+def _auth(tokens: list[bytes], public: frozenset[str] | set[str]) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in public:
@@ -246,7 +245,7 @@ def _request_timeout(request: web.Request, config: GatewayConfig) -> float:
     return min(value, config.max_request_timeout)
 
 
-def _deadline(config: GatewayConfig) -> object:
+def _deadline(config: GatewayConfig) -> Middleware:
     @web.middleware
     async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
         seconds = _request_timeout(request, config)

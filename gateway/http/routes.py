@@ -29,7 +29,8 @@ from gateway.http.keys import (
 )
 from gateway.http.middlewares import error_response
 from gateway.names import validate_label, validate_model_name
-from gateway.service import ModelRef, Service
+from gateway.service import Service
+from gateway.types import ModelRef
 
 __all__ = ["api_routes", "json_response", "model_ref"]
 

@@ -1,23 +1,16 @@
-"""Embedded TF-Serving-compatible gRPC model server (``tfgw modelserver``).
+"""The embedded TF-Serving-compatible gRPC model server (``tfgw modelserver``).
 
-TensorFlow is imported lazily: importing this package is cheap; ``ModelServer.start()``
-loads TensorFlow and the official ``tensorflow_serving`` protos.
+``options`` (settings → ModelServerConfig), ``server`` (the grpc.aio server, health,
+reflection, polling), ``servicers`` (the official PredictionService/ModelService
+servicers), ``manager`` (version lifecycle), ``versions`` (version policies), ``loader``
+(TensorFlow loading), ``inference`` (predict/classify/regress on a loaded version) and
+``tensors`` (TensorProto ↔ numpy with TensorFlow). TensorFlow is imported when the server
+starts, not when this package is imported.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.modelserver.options import ModelServerOptions
+from gateway.modelserver.server import ModelServer
 
 __all__ = ["ModelServer", "ModelServerOptions"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ModelServer":
-        from gateway.modelserver.server import ModelServer
-
-        return ModelServer
-    if name == "ModelServerOptions":
-        from gateway.modelserver.options import ModelServerOptions
-
-        return ModelServerOptions
-    raise AttributeError(f"module 'gateway.modelserver' has no attribute {name!r}")

@@ -14,13 +14,11 @@ import numpy as np
 
 from gateway.errors import GatewayError, InvalidInput
 from gateway.modelserver.loader import LoadedVersion
-from gateway.modelserver.tensors import dtype_name, shape_of, tensor_from_array, tensor_to_array
+from gateway.modelserver.tensors import shape_of, tensor_from_array, tensor_to_array
+from gateway.signatures import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
+from gateway.tensors import dtype_name
 
 __all__ = [
-    "CLASSIFY_METHOD",
-    "DEFAULT_SIGNATURE",
-    "PREDICT_METHOD",
-    "REGRESS_METHOD",
     "classify",
     "multi_inference",
     "predict",
@@ -28,10 +26,6 @@ __all__ = [
     "replay_warmup",
 ]
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def _signature(version: LoadedVersion, name: str) -> Any:

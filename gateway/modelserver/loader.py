@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from gateway.errors import Code, GatewayError, InvalidInput
+from gateway.repository.layout import SAVED_MODEL_FILE, WARMUP_FILE
 
 __all__ = [
-    "SAVED_MODEL_FILE",
-    "WARMUP_FILE",
     "LoadedVersion",
     "configure_tensorflow",
     "load_version",
@@ -29,8 +28,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_FILE = "saved_model.pb"
-WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 _configured = threading.Lock()
 _done: list[bool] = []

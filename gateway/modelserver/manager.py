@@ -24,7 +24,8 @@ from typing import Any
 from gateway.errors import Code, GatewayError, InvalidInput, NotFound
 from gateway.modelserver.inference import replay_warmup
 from gateway.modelserver.loader import LoadedVersion, load_version, read_warmup_records
-from gateway.modelserver.versions import aspired_versions, disk_versions
+from gateway.modelserver.versions import aspired_versions
+from gateway.repository.layout import version_dirs
 
 __all__ = ["ModelManager", "ModelSlot", "State", "VersionSlot"]
 
@@ -130,7 +131,7 @@ class ModelManager:
         async with slot.lock:
             if slot.removed:
                 return
-            on_disk = disk_versions(Path(slot.config.base_path))
+            on_disk = version_dirs(slot.config.base_path)
             aspired = aspired_versions(slot.config.model_version_policy, set(on_disk))
             self._forget_vanished_failures(slot, on_disk)
             for version in sorted(aspired, reverse=True):

@@ -25,12 +25,12 @@ from tensorflow_serving.apis import (
 from gateway.errors import Code, GatewayError, InvalidInput
 from gateway.modelserver import inference
 from gateway.modelserver.manager import ModelManager
-from gateway.modelserver.options import validate_server_config
+from gateway.repository.layout import ModelServerConfig, validate_model_config
+from gateway.signatures import SIGNATURE_DEF_FIELD
 
 __all__ = ["ModelServicer", "PredictionServicer", "abort_with"]
 
 log = logging.getLogger(__name__)
-SIGNATURE_DEF_FIELD = "signature_def"
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -158,7 +158,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                     "ServerModelConfig type not supported by HandleReloadConfigRequest. "
                     "Only ModelConfigList is currently supported"
                 )
-            config = validate_server_config(request.config)
+            config = validate_model_config(
+                ModelServerConfig.FromString(request.config.SerializeToString()))
             if request.config.WhichOneof("config") is not None:
                 await self._reload(config)
         except GatewayError as exc:

@@ -12,16 +12,7 @@ import numpy as np
 
 from gateway.errors import InvalidInput
 
-__all__ = ["dtype_name", "shape_of", "tensor_from_array", "tensor_to_array"]
-
-
-def dtype_name(dtype: int) -> str:
-    from tensorflow.core.framework import types_pb2
-
-    try:
-        return types_pb2.DataType.Name(dtype)
-    except ValueError:
-        return f"DataType({dtype})"
+__all__ = ["shape_of", "tensor_from_array", "tensor_to_array"]
 
 
 def shape_of(proto_shape: Any) -> list[int] | None:

@@ -257,14 +257,16 @@ async def fake_backend() -> AsyncIterator[FakeBackend]:
         await backend.stop()
 
 
-def make_gateway(target: str, **overrides: Any) -> Any:
-    """A ``create_app`` application for ``target`` with config ``overrides`` (no env)."""
-    from gateway.backend import Backend
+def make_gateway(target: str, *, batcher: Any = None, **overrides: Any) -> Any:
+    """A ``create_app`` application for ``target`` with config ``overrides`` (no env) and
+    optionally a batcher factory (``Service(batcher=...)``)."""
+    from gateway.backend import Backend, BackendOptions
     from gateway.config import GatewayConfig
     from gateway.http import create_app
     from gateway.service import Service
 
     overrides.setdefault("models", ("half", "multi"))
     config = GatewayConfig.from_env({}, backends=(target,), **overrides)
-    service = Service(Backend(config.backends), config)
+    service = Service(Backend(config.backends, BackendOptions.from_config(config)), config,
+                      batcher=batcher)
     return create_app(config, service)

@@ -35,6 +35,7 @@ import pytest
 
 from support import models
 from support.net import free_port
+from support.paths import REPO_ROOT
 
 __all__ = [
     "MODEL_NAMES",
@@ -53,7 +54,6 @@ __all__ = [
     "write_models_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SLOW_SECONDS = 2.0
 MODEL_NAMES = (
     "mnist",
