@@ -1,6 +1,6 @@
 """Shared benchmark machinery: the model, the servers, interleaved measurement, results.
 
-:class:`Stack` builds the MNIST-shaped SavedModel (``tests/support/models.py``), starts
+:class:`Stack` builds the MNIST-shaped SavedModel (``benchmarks/models.py``), starts
 ``tfgw modelserver`` and each gateway as its own process (one at a time, timing start-up to
 the first correct answer), and stops them all on exit. :func:`measure` runs every
 (batch, concurrency) cell against every target, rotating the target order per cell and
@@ -199,10 +199,9 @@ class Stack:
 
 
 def build_model(path: Path) -> Path:
-    """Write the MNIST-shaped SavedModel to ``path`` (in a subprocess: TF stays out of here)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); "
-            "from support.models import build_mnist_model; build_mnist_model(sys.argv[1])")
-    subprocess.run([sys.executable, "-c", code, str(path), str(REPO_ROOT / "tests")],
+    """Write the MNIST-shaped SavedModel to ``path`` with ``benchmarks/models.py`` (in a
+    subprocess: TensorFlow stays out of this process)."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "models.py"), str(path)],
                    check=True, env=_env(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=300)
     return path
