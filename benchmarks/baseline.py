@@ -1,4 +1,4 @@
-"""What the naive and the floor gateways share: one predict route and one command line.
+"""What the tutorial and the floor gateways share: one predict route and one command line.
 
 Both are standalone comparison servers (``benchmarks/naive_gateway.py``,
 ``benchmarks/floor_gateway.py``) that the harness starts as scripts.
@@ -33,5 +33,6 @@ def parse_args(description: str, port: int, *, dtype: bool = False) -> argparse.
     parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--input-name", default="image")
     if dtype:
-        parser.add_argument("--dtype", default="float32")
+        parser.add_argument("--dtype", default="float32",
+                            help="numpy dtype of the input tensor (default float32)")
     return parser.parse_args()

@@ -1,8 +1,8 @@
-"""Gateway benchmark (issue 5): tfgw gateway vs direct gRPC, the naive and the floor gateway.
+"""Gateway benchmark (issues 5, 17): tfgw gateway vs direct gRPC, tutorial and floor gateways.
 
 Throughput and p50/p99 at batch 1/32/256 of 784-float instances, concurrency 4 by
-default, the three targets interleaved against one ``tfgw modelserver`` with the
-MNIST-shaped model; plus each gateway's CPU time per request (``/proc/<pid>/stat``), RSS
+default, the four targets interleaved against one ``tfgw modelserver`` with the
+MNIST-shaped model; plus each gateway's CPU time per request (its process CPU clock), RSS
 and start-up time to first answer. Client, gateways and backend share the machine's
 cores, so the numbers are relative, not absolute.
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness, summary
 
-TARGETS = ("grpc", "naive", "floor", "gateway")
+TARGETS = ("grpc", "tutorial", "floor", "gateway")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = harness.measure(stack, cells, settings, pool)
         memory = stack.memory()
         startup = {name: t.startup_s for name, t in stack.by_name.items()}
-    checks = summary.gateway_targets(rows, startup, memory)
+        access_log = stack.access_log_lines("gateway") > 0
+    checks = summary.gateway_targets(rows, startup, memory, access_log=access_log)
     report = "\n\n".join([
         summary.results_table(rows), summary.memory_table(startup, memory),
         summary.targets_table(checks), f"_{harness.machine_note()}_",

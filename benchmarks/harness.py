@@ -1,11 +1,12 @@
 """Shared benchmark machinery: the model, the servers, interleaved measurement, results.
 
-:class:`Stack` builds the MNIST-shaped SavedModel (``tests/support/models.py``), starts
+:class:`Stack` builds the MNIST-shaped SavedModel (``benchmarks/models.py``), starts
 ``tfgw modelserver`` and each gateway as its own process (one at a time, timing start-up to
-the first correct answer), and stops them all on exit. :func:`measure` runs every
-(batch, concurrency) cell against every target, rotating the target order per cell and
-round so slow drift on a shared machine spreads over all targets; the load generator runs
-in a separate process (``benchmarks/loadgen.py``).
+the first correct answer), and stops them all on exit; ``tfgw gateway`` runs as shipped,
+metrics and access log on (its lines go to its log file in the work directory).
+:func:`measure` runs every (batch, concurrency) cell against every target, rotating the
+target order per cell and round so slow drift on a shared machine spreads over all
+targets; the load generator runs in a separate process (``benchmarks/loadgen.py``).
 """
 
 from __future__ import annotations
@@ -37,17 +38,19 @@ from benchmarks import loadgen  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the load generators
 
 __all__ = [
-    "TARGETS", "Settings", "Stack", "Target", "build_model", "client_pool", "exit_status",
-    "measure", "write_csv",
+    "ALIASES", "TARGETS", "Settings", "Stack", "Target", "build_model", "client_pool",
+    "exit_status", "measure", "target_names", "write_csv",
 ]
 
 MODEL = "mnist"
 PREDICT_PATH = f"/v1/models/{MODEL}:predict"
 START_TIMEOUT = 180.0
-TARGETS = ("grpc", "naive", "floor", "gateway", "gateway-batched")
+TARGETS = ("grpc", "tutorial", "floor", "gateway", "gateway-batched")
+ALIASES = {"naive": "tutorial"}  # the tutorial gateway's name before issue 17
+SCRIPTS = {"tutorial": "naive_gateway.py", "floor": "floor_gateway.py"}
 LABELS = {
     "grpc": "direct gRPC (official stub)",
-    "naive": "naive gateway (aiohttp+json+tf)",
+    "tutorial": "tutorial gateway (aiohttp+json+np+tf)",
     "gateway": "tfgw gateway",
     "gateway-batched": "tfgw gateway, batching",
     "floor": "floor gateway (aiohttp+orjson+grpc.aio, no checks)",
@@ -70,6 +73,11 @@ class Target:
         if self.kind == "grpc":
             return {"kind": "grpc", "target": self.address, "model": MODEL}
         return {"kind": "http", "url": f"http://{self.address}{PREDICT_PATH}"}
+
+
+def target_names(spec: str) -> list[str]:
+    """Target names from a comma-separated list, old names mapped, duplicates dropped."""
+    return list(dict.fromkeys(ALIASES.get(t, t) for t in spec.split(",") if t))
 
 
 def free_port() -> int:
@@ -124,17 +132,17 @@ class Stack:
         if name == "grpc":
             return Target(name, "grpc", backend)
         port = free_port()
-        if name in ("naive", "floor"):
-            script = REPO_ROOT / "benchmarks" / f"{name}_gateway.py"
+        if name in SCRIPTS:
+            script = REPO_ROOT / "benchmarks" / SCRIPTS[name]
             argv = [str(script), "--backend", backend, "--port", str(port)]
-        else:
+        else:  # tfgw gateway as shipped: metrics and access log on
             flags = ["--backend", backend, "--host", "127.0.0.1", "--port", str(port),
-                     "--model", MODEL]
+                     "--model", MODEL, "--access-log"]
             if name.startswith("gateway-eager"):  # gateway-eager0, gateway-eager2, ...
                 argv = [str(REPO_ROOT / "benchmarks" / "variant_gateway.py"), *flags,
                         "--eager-inflight", name.removeprefix("gateway-eager")]
             else:
-                argv = ["-m", "gateway", "--log-level", "WARNING", "gateway", *flags]
+                argv = ["-m", "gateway", "--log-level", "INFO", "gateway", *flags]
             if name != "gateway":
                 argv += ["--batch-max-size", str(self.batch_max_size),
                          "--batch-timeout-ms", str(self.batch_timeout_ms)]
@@ -186,6 +194,14 @@ class Stack:
                 memory[name] = {"start_rss_mb": start, **_memory_mb(process.pid)}
         return memory
 
+    def access_log_lines(self, name: str) -> int:
+        """Access-log lines ``name`` has written so far (0 for a target without one)."""
+        log = self.workdir / f"{name}.log"
+        if name not in self.processes or not log.exists():
+            return 0
+        with log.open("rb") as handle:
+            return sum(b" gateway.access: " in line for line in handle)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -199,10 +215,9 @@ class Stack:
 
 
 def build_model(path: Path) -> Path:
-    """Write the MNIST-shaped SavedModel to ``path`` (in a subprocess: TF stays out of here)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); "
-            "from support.models import build_mnist_model; build_mnist_model(sys.argv[1])")
-    subprocess.run([sys.executable, "-c", code, str(path), str(REPO_ROOT / "tests")],
+    """Write the MNIST-shaped SavedModel to ``path`` with ``benchmarks/models.py`` (in a
+    subprocess: TensorFlow stays out of this process)."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "models.py"), str(path)],
                    check=True, env=_env(), stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=300)
     return path

@@ -3,8 +3,9 @@
 :func:`run_cell` drives ``concurrency`` asyncio workers that each send predict requests
 back to back, over HTTP (aiohttp, TF Serving REST ``{"instances": ...}``) or gRPC (the
 official ``tensorflow_serving.apis`` stub), for a bounded time and count. It measures only
-after a warm-up, and reads the CPU time of the given server processes from ``/proc`` at
-the edges of the measured window, so CPU per request excludes warm-up.
+after a warm-up, and reads the CPU time of the given server processes at the edges of the
+measured window (:func:`proc_cpu_seconds`, the same reading for every gateway and the
+backend), so CPU per request excludes warm-up.
 """
 
 from __future__ import annotations
@@ -56,10 +57,23 @@ def _grpc_request(batch: int, model: str) -> Any:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process, from ``/proc/<pid>/stat``."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    """CPU seconds (user + system, all threads) a process has used so far.
+
+    Read the same way for every server process: from its Linux process CPU clock
+    (nanosecond resolution), else from ``utime + stime`` in ``/proc/<pid>/stat`` (clock
+    ticks, usually 10 ms). Children's time is not included; no server forks.
+    """
+    try:
+        return time.clock_gettime(_process_clock(pid))
+    except OSError:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _process_clock(pid: int) -> int:
+    """Linux's CPU clock id of process ``pid`` (``clock_getcpuclockid``; CPUCLOCK_SCHED)."""
+    return ((~pid) << 3) | 2
 
 
 def _self_cpu() -> float:

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/modelserver.py --smoke    # 1.5 s per batch size
 
 Builds the MNIST-shaped Keras model (``image`` [-1, 784] → ``prediction`` [-1, 10],
-``tests/support/models.py``), starts ``python -m gateway modelserver`` as its own process,
+``benchmarks/models.py``), starts ``python -m gateway modelserver`` as its own process,
 and drives it with ``concurrency`` closed-loop grpc.aio workers using the official
 ``PredictionServiceStub`` at batch 1/32/256. Reports requests/s, rows/s, latency
 percentiles and the server's CPU time per request (``psutil``), next to two references:
@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-for extra in (REPO_ROOT, REPO_ROOT / "tests"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODEL = "mnist"
@@ -61,9 +60,21 @@ def start_server(base: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_serving(process: subprocess.Popen[bytes], port: int) -> None:
-    from support.servers import health_status
+def health_status(port: int, service: str = "", timeout: float = 2.0) -> str:
+    """``SERVING``/``NOT_SERVING``/... from ``grpc.health.v1``; ``UNREACHABLE`` on error."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as exc:
+            return "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def wait_serving(process: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while health_status(port, MODEL) != "SERVING":
         if process.poll() is not None or time.monotonic() > deadline:
@@ -163,8 +174,9 @@ def model_ceiling(base: Path, batch: int, threads: int, seconds: float) -> float
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     import psutil
-    from support.models import build_mnist_model
-    from support.net import free_port
+
+    from benchmarks.harness import free_port
+    from benchmarks.models import build_mnist_model
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-modelserver-") as tmp:

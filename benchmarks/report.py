@@ -1,10 +1,12 @@
-"""Benchmark report (issue 9): direct gRPC, naive gateway, tfgw gateway with and without
-micro-batching, interleaved in one run.
+"""Benchmark report (issues 9, 17): gRPC, tutorial, floor and tfgw gateways in one run.
 
-Batch 1 at concurrency 1, 8 and 32, plus batch 32 and 256 (concurrency 4), against one
-``tfgw modelserver`` with the MNIST-shaped model. Writes to ``benchmarks/results/``:
-``results.csv`` (one row per target × cell), ``throughput.png`` and ``p99.png`` (batch 1,
-vs concurrency) and ``table.md`` (the README's table: results, start-up/RSS, targets).
+Direct gRPC, the tutorial gateway, the floor gateway and tfgw gateway with and without
+micro-batching, interleaved: batch 1 at concurrency 1, 4, 8 and 32, plus batch 32 and 256
+(concurrency 4), against one ``tfgw modelserver`` with the MNIST-shaped model. Writes to
+``benchmarks/results/``: ``results.csv`` (one row per target × cell), ``throughput.png``
+and ``p99.png`` (batch 1, vs concurrency) and ``table.md`` (the README's table: results,
+start-up/RSS, targets; issue 17's compare tfgw gateway's CPU per request with the
+tutorial gateway's).
 Client, gateways and backend share the machine's cores: compare columns, not machines.
 
     .venv/bin/python benchmarks/report.py            # a few minutes
@@ -41,7 +43,8 @@ def update_readme(path: Path, table: str) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     harness.add_run_arguments(parser, rounds=2)
-    parser.add_argument("--concurrency", default="1,8,32", help="batch-1 concurrency levels")
+    parser.add_argument("--concurrency", default="1,4,8,32",
+                        help="batch-1 concurrency levels")
     parser.add_argument("--big-batches", default="32,256", help="larger batch sizes")
     parser.add_argument("--big-concurrency", type=int, default=4)
     parser.add_argument("--batch-max-size", type=int, default=256)
@@ -51,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--readme", type=Path, help="also put table.md into this file "
                         f"between the lines {MARK_START!r} and {MARK_END!r}")
     parser.add_argument("--targets", default=",".join(harness.TARGETS),
-                        help="comma-separated subset of: " + ", ".join(harness.TARGETS))
+                        help="comma-separated subset of: " + ", ".join(harness.TARGETS)
+                        + " ('naive' still means 'tutorial')")
     args = parser.parse_args(argv)
     if args.smoke:
         args.concurrency, args.big_batches, args.big_concurrency = "1,4", "8", 2
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.clients)
     with harness.temp_workdir() as tmp, harness.client_pool(args.clients) as pool:
         variants = [f"gateway-eager{v}" for v in args.variants.split(",") if v]
-        targets = [*(t for t in args.targets.split(",") if t), *variants]
+        targets = [*harness.target_names(args.targets), *variants]
         stack = harness.Stack(Path(tmp), targets, model_dir=args.model_dir,
                               batch_max_size=args.batch_max_size,
                               batch_timeout_ms=args.batch_timeout_ms)
@@ -101,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = harness.measure(stack, cells, settings, pool)
             memory = stack.memory()
             startup = {name: t.startup_s for name, t in stack.by_name.items()}
+            access_log = stack.access_log_lines("gateway") > 0
     top = max(int(c) for c in args.concurrency.split(","))
     checks = [*summary.batching_targets(rows, args.batch_timeout_ms, top),
-              *summary.gateway_targets(rows, startup, memory)]
+              *summary.gateway_targets(rows, startup, memory, access_log=access_log)]
     table = "\n\n".join([
         summary.results_table(rows), summary.memory_table(startup, memory),
         summary.targets_table(checks),

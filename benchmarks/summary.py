@@ -18,6 +18,13 @@ __all__ = [
 
 Row = Mapping[str, Any]
 
+# Issue 17: (batch, concurrency or any, largest CPU/request ratio, as written in the goal)
+TUTORIAL_CPU_TARGETS: tuple[tuple[int, int | None, float, str], ...] = (
+    (1, 4, 0.85, "0.85×"),
+    (32, None, 1 / 3, "1/3 of"),
+    (256, None, 1 / 4, "1/4 of"),
+)
+
 
 def _fmt(value: float, digits: int = 1) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
@@ -90,19 +97,21 @@ def _check(goal: str, value: float | None, limit: float, *, at_least: bool,
 
 
 def gateway_targets(rows: Sequence[Row], startup: Mapping[str, float | None],
-                    memory: Mapping[str, Mapping[str, float]],
-                    gateway: str = "gateway") -> list[tuple[str, str, bool | None]]:
-    """Issue 5's targets for the project gateway (unbatched) against naive and gRPC."""
+                    memory: Mapping[str, Mapping[str, float]], gateway: str = "gateway",
+                    access_log: bool | None = None) -> list[tuple[str, str, bool | None]]:
+    """The project gateway (unbatched) against the tutorial gateway (issue 17), direct
+    gRPC and the floor (issue 5); ``access_log`` says whether its access log was on."""
     checks = []
-    for batch, limit in ((32, 1 / 3), (256, 1 / 4)):
-        ratio = _ratio(_find(rows, gateway, batch), _find(rows, "naive", batch),
-                       "gateway_cpu_ms")
-        checks.append(_check(f"CPU/request ≤ {limit:.2f}× naive at batch {batch}", ratio,
-                             limit, at_least=False))
-    for batch, limit in ((32, 2.5), (256, 3.0)):
-        ratio = _ratio(_find(rows, gateway, batch), _find(rows, "naive", batch), "rps")
-        checks.append(_check(f"throughput ≥ {limit}× naive at batch {batch}", ratio, limit,
-                             at_least=True))
+    for batch, conc, limit, text in TUTORIAL_CPU_TARGETS:
+        mine = _find(rows, gateway, batch, conc)
+        tutorial = _find(rows, "tutorial", batch, mine["concurrency"]) if mine else None
+        goal = f"CPU/request ≤ {text} the tutorial gateway's at batch {batch}"
+        if conc is not None:
+            goal += f", concurrency {conc}, metrics and access log on"
+        check = _check(goal, _ratio(mine, tutorial, "gateway_cpu_ms"), limit, at_least=False)
+        if conc is not None and check[2] is not None and not access_log:
+            check = (goal, f"{check[1]} (access log not on)", None)
+        checks.append(check)
     for row in rows:
         if row["target"] == gateway and row["batch"] == 1:
             direct = _find(rows, "grpc", 1, row["concurrency"])

@@ -3,13 +3,14 @@
 The shipped batcher sends a batch at once while no batch for its key is in flight
 (``eager_inflight=1``); ``--eager-inflight 0`` always holds a batch's first request for
 ``--batch-timeout-ms`` (timer/size only), ``2`` lets two batches overlap. Otherwise the
-same flags as ``tfgw gateway``; the report's optional ``gateway-timer`` target runs it
-with ``--eager-inflight 0``.
+same flags as ``tfgw gateway`` (and the same logging, so ``--access-log`` writes its
+lines); the report's ``--variants 0`` runs it as target ``gateway-eager0``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         eager = int(argv[at + 1])
         argv = argv[:at] + argv[at + 2:]
     args = build_parser().parse_args(["gateway", *argv])
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(_main(GatewayConfig.from_args(args), eager))
 
 
