@@ -12,7 +12,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-pytest_plugins = ["support.servers", "support.gateway_app"]
+pytest_plugins = ["support.servers", "support.gateway_app", "support.client_venv"]
 
 # Property tests explore freely on developer machines; under CI they replay the same
 # examples every run, so a landing is judged on the code, not on the draw.
