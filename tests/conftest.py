@@ -13,7 +13,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-pytest_plugins = ["support.servers", "support.gateway_app", "support.publishing"]
+pytest_plugins = [
+    "support.servers",
+    "support.gateway_app",
+    "support.publishing",
+    "support.client_venv",
+]
 
 # Property tests explore freely on developer machines; under CI they replay the same
 # examples every run, so a landing is judged on the code, not on the draw.
