@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe v2) over gRPC: generated messages <-> the v2 codec.
 
 Transport-free converters for a hand-registered ``inference.GRPCInferenceService``
-servicer. Requests decode to the same :class:`~gateway.v2_codec.InferRequest` as REST,
+servicer. Requests decode to the same :class:`~gateway.codec.v2.rest.InferRequest` as REST,
 with the same validation. Inputs come either all in ``raw_input_contents`` (what
 ``tritonclient.grpc`` always sends) or each in its typed ``contents`` field; FP16 and
 BF16 have no typed field. Responses are raw when the request was raw or when any
@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.errors import InvalidInput
-from gateway.pb import grpc_predict_v2_pb2 as pb
-from gateway.signatures import Signature
-from gateway.v2_codec import (
+from gateway.codec.v2.rest import (
     EXTENSIONS,
     PLATFORM,
     SERVER_NAME,
@@ -30,7 +27,7 @@ from gateway.v2_codec import (
     selected_outputs,
     tensor_metadata,
 )
-from gateway.v2_tensors import (
+from gateway.codec.v2.tensors import (
     array_from_list,
     array_from_raw,
     array_to_raw,
@@ -39,6 +36,9 @@ from gateway.v2_tensors import (
     datatype_of,
     tf_dtype,
 )
+from gateway.errors import InvalidInput
+from gateway.pb import grpc_predict_v2_pb2 as pb
+from gateway.signatures import Signature
 
 __all__ = [
     "infer_request_from_proto",

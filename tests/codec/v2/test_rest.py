@@ -1,4 +1,4 @@
-"""Open Inference Protocol (v2) over REST: gateway.v2_codec.
+"""Open Inference Protocol (v2) over REST: gateway.codec.v2.rest.
 
 Requests are framed exactly as tritonclient frames them (``support.v2_framing``) and
 responses are read back the way tritonclient reads them; hostile bodies must be a 400
@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from support.v2_framing import Input, http_as_numpy, http_request
 from support.v2_samples import BF16, DT, SAMPLES, expected, signature, tensors
 
-from gateway.errors import Code, GatewayError, InvalidInput, Unimplemented
-from gateway.v2_codec import (
+from gateway.codec.v2.rest import (
     HEADER_LENGTH,
     InferRequest,
     RequestedOutput,
@@ -32,6 +31,7 @@ from gateway.v2_codec import (
     parse_infer_request,
     server_metadata,
 )
+from gateway.errors import Code, GatewayError, InvalidInput, Unimplemented
 
 JSON_DATATYPES = [d for d in SAMPLES if d != "BF16"]  # tritonclient refuses BF16 in JSON
 TEXT = np.array([[b"abc", b""], [b"\x00", "é".encode()]], dtype=object)  # JSON BYTES: UTF-8
@@ -403,7 +403,7 @@ def test_signature_input_v2_cannot_carry_is_400() -> None:
 
 
 def test_every_datatype_matches_its_tensorflow_type() -> None:
-    from gateway.v2_tensors import DATATYPES
+    from gateway.codec.v2.tensors import DATATYPES
 
     for datatype, tf_type in DATATYPES.items():
         body, header_length = http_request([Input("x", SAMPLES[datatype], datatype)])

@@ -2,7 +2,7 @@
 
 Transport-free: the HTTP edge hands over the (decompressed) body and the parsed
 ``Inference-Header-Content-Length``; it gets back an :class:`InferRequest` or bytes to
-send. The gRPC side (``gateway.v2_proto``) builds the same :class:`InferRequest`, so
+send. The gRPC side (``gateway.codec.v2.proto``) builds the same :class:`InferRequest`, so
 :func:`check_signature` and the backend call are shared. Every problem with a request
 is an :class:`~gateway.errors.InvalidInput` (400 / INVALID_ARGUMENT); features the
 gateway does not offer (shared memory, classification) are ``Unimplemented`` (501).
@@ -18,9 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from gateway.errors import GatewayError, InvalidInput, Unimplemented
-from gateway.signatures import Signature, TensorSpec
-from gateway.v2_tensors import (
+from gateway.codec.v2.tensors import (
     array_from_list,
     array_from_raw,
     array_to_raw,
@@ -30,6 +28,8 @@ from gateway.v2_tensors import (
     tf_dtype,
     v2_datatype,
 )
+from gateway.errors import GatewayError, InvalidInput, Unimplemented
+from gateway.signatures import Signature, TensorSpec
 
 __all__ = [
     "EXTENSIONS",

@@ -1,4 +1,4 @@
-"""v2 datatypes, shapes, binary framing and JSON data text: gateway.v2_tensors."""
+"""v2 datatypes, shapes, binary framing and JSON data text: gateway.codec.v2.tensors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from gateway.errors import InvalidInput, Unimplemented
-from gateway.pb import types_pb2
-from gateway.v2_tensors import (
+from gateway.codec.v2.tensors import (
     DATATYPES,
     MAX_ELEMENTS,
     array_from_list,
@@ -24,6 +22,8 @@ from gateway.v2_tensors import (
     tf_dtype,
     v2_datatype,
 )
+from gateway.errors import InvalidInput, Unimplemented
+from gateway.pb import types_pb2
 
 DT = types_pb2.DataType
 # (v2 name, TensorFlow type, numpy dtype, size in bytes per the protocol's table)
