@@ -39,7 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by the load gene
 
 __all__ = [
     "ALIASES", "TARGETS", "Settings", "Stack", "Target", "build_model", "client_pool",
-    "exit_status", "measure", "target_names", "write_csv",
+    "exit_status", "free_port", "measure", "spawn", "stop_processes", "target_names",
+    "wait_ready", "write_csv",
 ]
 
 MODEL = "mnist"
@@ -165,24 +166,14 @@ class Stack:
         return base
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed by the child
-        process = subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=_env(),
-                                   stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        process = spawn(argv, self.workdir / f"{name}.log")
         self.processes[name] = process
         return process
 
     def _wait(self, name: str, probe: Any, started: float) -> float:
         """Seconds from spawn to the first good answer (bounded by START_TIMEOUT)."""
-        process = self.processes[name]
-        while time.monotonic() - started < START_TIMEOUT:
-            if process.poll() is not None:
-                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
-            if probe():
-                return time.monotonic() - started
-            time.sleep(0.01)
-        raise TimeoutError(f"{name} gave no answer within {START_TIMEOUT:.0f}s")
+        wait_ready(self.processes[name], probe, self.workdir / f"{name}.log", name)
+        return time.monotonic() - started
 
     def memory(self) -> dict[str, dict[str, float]]:
         """RSS after start-up (first answer), RSS now and peak RSS (MB) of every server
@@ -203,15 +194,42 @@ class Stack:
             return sum(b" gateway.access: " in line for line in handle)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+        stop_processes(self.processes.values())
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``python ARGV`` from the repository root, stdout and stderr into ``log``."""
+    with open(log, "wb") as handle:
+        return subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=_env(),
+                                stdout=handle, stderr=subprocess.STDOUT)
+
+
+def wait_ready(process: subprocess.Popen[bytes], probe: Any, log: Path, name: str) -> None:
+    """Poll ``probe`` until true; raise with the log's tail if ``process`` exits first or
+    nothing answers within ``START_TIMEOUT``."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+        if probe():
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"{name} gave no answer within {START_TIMEOUT:.0f}s")
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every live process, then wait for each (SIGKILL after 15 s)."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
 
 
 def build_model(path: Path) -> Path:

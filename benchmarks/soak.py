@@ -1,10 +1,7 @@
 """Soak: a real gateway process under mixed valid/invalid load; RSS and fd figures.
 
-Also the process harness the reliability tests share (``tests/test_reliability_*.py``,
-``tests/test_security*.py``, ``tests/test_fuzz*.py``): :class:`GatewayProcess` runs
-``tfgw gateway`` as a subprocess and reports its RSS and open fds; :func:`raw_http` sends
-exact bytes (malformed requests included) and parses the answer; :func:`run_load` drives
-``connections`` keep-alive connections with a valid/invalid request mix.
+:func:`run_load` drives ``connections`` keep-alive connections with a valid/invalid
+request mix; :func:`soak` runs rounds of it and reads the gateway's RSS and open fds.
 
     python benchmarks/soak.py                  # 200 000 requests, 256 connections
     python benchmarks/soak.py --smoke          # 10 000 requests (run by the test suite)
@@ -19,245 +16,61 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = [
-    "GatewayProcess",
-    "HttpAnswer",
-    "LoadResult",
-    "ModelServerProcess",
-    "build_request",
-    "free_port",
-    "http_json",
-    "raw_http",
-    "run_load",
-    "soak",
-]
+from benchmarks.harness import free_port, spawn, stop_processes, wait_ready
+
+__all__ = ["Gateway", "LoadResult", "run_load", "soak"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (from /proc)."""
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TFGW_", "AIP_"))}
-    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-                "PYTHONPATH": str(REPO_ROOT)})
-    env.update(extra or {})
-    return env
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-# --- raw HTTP ---------------------------------------------------------------------------
+def _ready(url: str) -> bool:
+    """``/readyz`` 200: the gateway listens, the backend answers, the model is AVAILABLE."""
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=2.0) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @dataclass
-class HttpAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
+class Gateway:
+    """The ``tfgw gateway`` process under soak."""
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def build_request(method: str, path: str | bytes, *, body: bytes = b"",
-                  headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
-                  content_length: bool = True) -> bytes:
-    """Exact request bytes (``Connection: close``; ``Content-Length`` unless in headers)."""
-    items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-    names = {k.lower() for k, _ in items}
-    raw_path = path if isinstance(path, bytes) else path.encode("latin-1")
-    lines = [method.encode("latin-1") + b" " + raw_path + b" HTTP/1.1", b"Host: 127.0.0.1"]
-    if "connection" not in names:
-        lines.append(b"Connection: close")
-    if content_length and "content-length" not in names and "transfer-encoding" not in names:
-        lines.append(b"Content-Length: " + str(len(body)).encode())
-    lines += [k.encode("latin-1") + b": " + v.encode("latin-1") for k, v in items]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def raw_http(port: int, request: bytes, timeout: float = 30.0) -> HttpAnswer:
-    """Send ``request`` to 127.0.0.1:``port`` and read one response (bounded by timeout)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            sock.sendall(request)
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        body = response.read()
-        return HttpAnswer(response.status, dict(response.getheaders()), body)
-
-
-def http_json(url: str, body: Any = None, *, method: str | None = None,
-              headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> HttpAnswer:
-    """A normal request with urllib (JSON body if given); errors are answers, not raises."""
-    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return HttpAnswer(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as exc:
-        return HttpAnswer(exc.code, dict(exc.headers), exc.read())
-
-
-# --- processes --------------------------------------------------------------------------
-
-
-class _Process:
-    """A ``python -m gateway ...`` subprocess with its output in a temp file."""
-
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        self.args = [sys.executable, "-m", "gateway", *args]
-        self.env = _env(env)
-        self.process: subprocess.Popen[bytes] | None = None
-        handle, name = tempfile.mkstemp(prefix="tfgw-", suffix=".log")
-        os.close(handle)
-        self.log_path = Path(name)
-
-    def launch(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.args, cwd=REPO_ROOT, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    url: str
+    process: subprocess.Popen[bytes]
 
     def rss(self) -> int:
-        """Resident set size in bytes (from /proc)."""
-        with open(f"/proc/{self.pid}/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return rss_bytes(self.process.pid)
 
     def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return open_fds(self.process.pid)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait (SIGKILL after ``timeout``); returns the exit code."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.stop(signal.SIGTERM, 15.0)
-        self.log_path.unlink(missing_ok=True)
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class GatewayProcess(_Process):
-    """``tfgw gateway --backend B --model M...`` on 127.0.0.1:free port, ready on /healthz."""
-
-    def __init__(self, backend: str, models: Sequence[str] = (), *,
-                 default_model: str | None = None, args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None, port: int | None = None) -> None:
-        self.port = port or free_port()
-        argv = ["gateway", "--backend", backend, "--host", "127.0.0.1", "--port", str(self.port)]
-        for name in models:
-            argv += ["--model", name]
-        if default_model:
-            argv += ["--default-model", default_model]
-        super().__init__([*argv, *args], env)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def healthy(self) -> bool:
-        try:
-            return http_json(self.url + "/healthz", timeout=2.0).status == 200
-        except OSError:
-            return False
-
-    def __enter__(self) -> GatewayProcess:
-        self.launch()
-        try:
-            _wait(lambda: self.healthy(), self, 60.0)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-
-class ModelServerProcess(_Process):
-    """``tfgw modelserver ARGS --port P`` on 127.0.0.1, ready when gRPC health SERVING."""
-
-    def __init__(self, args: Sequence[str], *, port: int | None = None,
-                 env: Mapping[str, str] | None = None, wait_ready: bool = True) -> None:
-        self.port = port or free_port()
-        self.wait_ready = wait_ready
-        super().__init__(["modelserver", "--host", "127.0.0.1", *args, "--port", str(self.port)],
-                         env)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def serving(self) -> bool:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        with grpc.insecure_channel(self.target) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1.0)
-            except grpc.RpcError:
-                return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-    def __enter__(self) -> ModelServerProcess:
-        self.launch()
-        try:
-            if self.wait_ready:
-                _wait(self.serving, self, 180.0)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-
-def _wait(ready: Any, proc: _Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if not proc.alive():
-            raise RuntimeError(f"{proc.args[3]} exited: {proc.log()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{proc.args[3]} not ready in {timeout}s: {proc.log()[-3000:]}")
-        time.sleep(0.05)
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
 
 # --- load -------------------------------------------------------------------------------
@@ -338,7 +151,7 @@ async def run_load(url: str, model: str, *, requests: int | None = None,
 # --- soak -------------------------------------------------------------------------------
 
 
-def soak(gateway: GatewayProcess, model: str, *, requests: int, connections: int,
+def soak(gateway: Gateway, model: str, *, requests: int, connections: int,
          rounds: int = 2) -> dict[str, Any]:
     """Warm up, then ``rounds`` × ``requests``; RSS and fds before/after each round."""
     asyncio.run(run_load(gateway.url, model, requests=min(2000, requests),
@@ -382,14 +195,32 @@ def _build_half_plus_two(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _own_backend() -> Iterator[str]:
+def _gateway(backend: str | None, model: str) -> Iterator[Gateway]:
+    """``tfgw gateway`` (access log off) in front of ``backend``, or of its own
+    ``tfgw modelserver`` serving a freshly built ``half_plus_two``; ready on /readyz."""
+    processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="tfgw-soak-") as tmp:
-        base = Path(tmp) / "half_plus_two"
-        _build_half_plus_two(base / "1")
-        server = ModelServerProcess(["--model-name", "half_plus_two",
-                                     "--model-base-path", str(base)])
-        with server:
-            yield server.target
+        workdir = Path(tmp)
+        try:
+            if backend is None:
+                base = workdir / model
+                _build_half_plus_two(base / "1")
+                port = free_port()
+                processes.append(spawn(
+                    ["-m", "gateway", "modelserver", "--host", "127.0.0.1", "--model-name",
+                     model, "--model-base-path", str(base), "--port", str(port)],
+                    workdir / "modelserver.log"))
+                backend = f"127.0.0.1:{port}"
+            port = free_port()
+            gateway = spawn(["-m", "gateway", "gateway", "--backend", backend, "--host",
+                             "127.0.0.1", "--port", str(port), "--model", model,
+                             "--no-access-log"], workdir / "gateway.log")
+            processes.append(gateway)
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(gateway, lambda: _ready(url), workdir / "gateway.log", "gateway")
+            yield Gateway(url, gateway)
+        finally:
+            stop_processes(processes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,9 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     requests = args.requests or (5_000 if args.smoke else 100_000)
     with contextlib.ExitStack() as stack:
-        target = args.backend or stack.enter_context(_own_backend())
-        gateway = stack.enter_context(
-            GatewayProcess(target, [args.model], env={"TFGW_ACCESS_LOG": "0"}))
+        gateway = stack.enter_context(_gateway(args.backend, args.model))
         figures = soak(gateway, args.model, requests=requests,
                        connections=args.connections, rounds=args.rounds)
     print(json.dumps(figures))
